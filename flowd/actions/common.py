@@ -1,0 +1,57 @@
+"""What several actions share: validating their arguments and rendering targets."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from flowd.action import Step
+from flowd.asset import Asset
+from flowd.errors import PathEscapeError, PermanentError
+from flowd.parse import Loc, Parser
+from flowd.target import Target, TargetError, parse_target
+from flowd.template import Template
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate(model: type[M], value: object, loc: Loc, p: Parser) -> M | None:
+    """Validate an action's arguments; errors keep the YAML line of the offending key."""
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        p.error(loc, "expected a mapping of arguments", value, ", ".join(model.model_fields) or "(none: use {})")
+        return None
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            where = [*loc, *err["loc"]]
+            if err["type"] == "extra_forbidden":
+                p.error(where, f"unknown key '{err['loc'][-1]}'", None, ", ".join(model.model_fields))
+            elif err["type"] == "missing":
+                p.error(where, "this key is required")
+            else:
+                allowed = str(err.get("ctx", {}).get("expected", "")) or None
+                p.error(where, err["msg"].removeprefix("Value error, "), err.get("input"), allowed)
+        return None
+
+
+def render_target(template: Template, asset: Asset, step: Step) -> Target:
+    text = render(template, asset, step)
+    try:
+        return parse_target(text)
+    except TargetError as exc:
+        raise PathEscapeError(f"rendered target {text!r} is not allowed: {exc}") from None
+
+
+def render(template: Template, asset: Asset, step: Step) -> str:
+    try:
+        return template.render(lambda name, fmt: asset.placeholder(name, fmt, step.id))
+    except (ValueError, OSError) as exc:
+        raise PermanentError(f"cannot render {template.source!r}: {exc}") from None
+
+
+def describe(value: Any) -> str:
+    return str(value)

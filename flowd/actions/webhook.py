@@ -1,0 +1,76 @@
+"""webhook: POST the asset's facts as JSON, with an idempotency key so a retry is recognisable."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from flowd.action import Result, Step
+from flowd.actions.common import validate
+from flowd.asset import Asset
+from flowd.context import RunContext
+from flowd.errors import PermanentError
+from flowd.parse import Loc, Parser
+
+
+class WebhookSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    headers_env: dict[str, str] = Field(default_factory=dict)  # header -> environment variable holding a secret
+    timeout: float = Field(10, gt=0, le=300)
+    include_sha256: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """`webhook: {url: https://...}`: 2xx is success, 5xx/429/timeouts are retried with backoff, other
+    4xx quarantine. The `Idempotency-Key` header is the same on every retry of the step."""
+
+    url: str
+    headers: tuple[tuple[str, str], ...]
+    headers_env: tuple[tuple[str, str], ...]
+    timeout: float
+    include_sha256: bool
+    kind: ClassVar[str] = "webhook"
+    effectful: ClassVar[bool] = True
+
+    def run(self, asset: Asset, ctx: RunContext, step: Step) -> Result:
+        payload: dict[str, Any] = {
+            "event": "asset.processed", "job": asset.job_id, "rule": step.rule, "step": step.index,
+            "tenant": asset.tenant, "hotfolder": asset.hotfolder, "name": asset.name,
+            "relpath": asset.relpath, "source": asset.source_relpath, "size": asset.size,
+            "mtime": asset.mtime.isoformat(), "detected": asset.detected_at.isoformat(),
+        }
+        if self.include_sha256:
+            payload["sha256"] = asset.sha256()
+        headers = dict(self.headers)
+        for header, env in self.headers_env:
+            secret = os.environ.get(env)
+            if secret is None:
+                raise PermanentError(f"environment variable {env} (for header {header}) is not set")
+            headers[header] = secret
+        if ctx.simulate:
+            return Result(asset, {"url": self.url, "outcome": "would post"})
+        status = ctx.post_json(self.url, payload, headers, self.timeout, step.token)
+        return Result(asset, {"url": self.url, "status": status})
+
+
+def build_webhook(value: object, loc: Loc, p: Parser) -> Webhook | None:
+    spec = validate(WebhookSpec, value, loc, p)
+    if spec is None:
+        return None
+    return Webhook(spec.url, tuple(spec.headers.items()), tuple(spec.headers_env.items()), spec.timeout,
+                   spec.include_sha256)

@@ -1,0 +1,285 @@
+"""The command line: run | check | simulate | trace | status | retry.
+
+Every user error is one clear message and exit status 1; a traceback means a bug in flowd.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+from sqlalchemy import func, or_, select, update
+
+from flowd import __version__, log
+from flowd.asset import Asset
+from flowd.errors import AlreadyRunningError, ConfigErrors, FlowdError
+from flowd.report import render_trace, when
+
+DEFAULT_CONFIG = os.environ.get("FLOWD_CONFIG", "config.example.toml")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    log.setup("WARNING" if args.command != "run" else "INFO", getattr(args, "log_format", "human"))
+    try:
+        return int(args.func(args) or 0)
+    except ConfigErrors as exc:
+        for err in exc.errors:
+            print(err.render(), file=sys.stderr)
+        print(f"{len(exc.errors)} error{'s' if len(exc.errors) != 1 else ''}", file=sys.stderr)
+        return 1
+    except (AlreadyRunningError, FlowdError) as exc:
+        print(f"flowd: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowd", description="Hot folders -> rules -> storage.")
+    parser.add_argument("--version", action="version", version=f"flowd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (default: %(default)s)")
+        p.set_defaults(func=func)
+        return p
+
+    p = command("run", cmd_run, "Run the daemon: watch hot folders and process what arrives.")
+    p.add_argument("--log-format", choices=["human", "json"], default="human")
+    p.add_argument("--until-idle", action="store_true",
+                   help="process what is in the hot folders now, then exit (batch mode)")
+    command("check", cmd_check, "Validate the config and every rule file; exit 1 on any error.")
+    p = command("simulate", cmd_simulate, "Show what each rule would do with these files, touching nothing.")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--hotfolder", help="treat the files as if dropped into this hot folder")
+    p.add_argument("--json", action="store_true")
+    p = command("trace", cmd_trace, "Show the decision trace of a job or of the jobs of a file.")
+    p.add_argument("target", help="a job id, or a path (or file name) of a detected file")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--all", action="store_true", help="every attempt, not only the latest")
+    p = command("status", cmd_status, "Queue counts, waiting and quarantined jobs, recent outcomes.")
+    p.add_argument("--json", action="store_true")
+    p = command("retry", cmd_retry, "Re-queue quarantined work (the file goes back into its hot folder).")
+    p.add_argument("job", nargs="?", type=int)
+    p.add_argument("--all", action="store_true")
+    return parser
+
+
+# -- commands ---------------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from flowd.config import load_config
+    from flowd.daemon import Daemon
+
+    config = load_config(args.config)
+    log.setup(config.settings.flowd.log_level, args.log_format)
+    return Daemon(args.config, until_idle=args.until_idle).run()
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from flowd.runtime import load_runtime
+
+    rt = load_runtime(args.config)
+    print(f"{args.config}: OK ({len(rt.folders)} hot folder(s), {len(rt.storages)} storage(s), "
+          f"{len(rt.rules.rules)} rule(s) in {len(rt.rules.files)} file(s))")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from flowd.runtime import load_runtime
+    from flowd.trace import RunTrace
+    from flowd.worker import post_json
+
+    from flowd.context import RunContext
+
+    rt = load_runtime(args.config)
+    status = 0
+    for raw in args.paths:
+        path = Path(raw).absolute()
+        folder = rt.folders.get(args.hotfolder) if args.hotfolder else next(
+            (f for f in rt.folders.values() if path.is_relative_to(f.root)), None)
+        if folder is None:
+            known = ", ".join(f"{f.name} ({f.root})" for f in rt.folders.values())
+            what = f"no hot folder named {args.hotfolder!r}" if args.hotfolder else "not inside any hot folder"
+            print(f"{raw}: {what}; hot folders: {known} (use --hotfolder NAME)", file=sys.stderr)
+            status = 1
+            continue
+        try:
+            st = os.lstat(path)
+        except OSError as exc:
+            print(f"{raw}: {exc.strerror}", file=sys.stderr)
+            status = 1
+            continue
+        if path.is_relative_to(folder.root):
+            root, rel = folder.root, path.relative_to(folder.root).as_posix()
+        else:
+            root, rel = path.parent, path.name
+        now = datetime.now()
+        asset = Asset(0, folder.spec.tenant, folder.name, root, rel, st.st_size, st.st_mtime_ns, now,
+                      folder.spec.output, path.name)
+        ctx = RunContext(now=now, storages=rt.storages, simulate=True, post_json=post_json,
+                         seen_content=lambda _rule, _sha: None)
+        trace = RunTrace(0, 0, rt.digest)
+        outcome = rt.engine.run(asset, ctx, trace)
+        trace.fate = folder.fate(outcome.matched, outcome.consumes, outcome.status == "quarantined") \
+            if not outcome.transient else "retry later"
+        if args.json:
+            print(json.dumps({"path": raw, **trace.to_dict()}, ensure_ascii=False))
+        else:
+            print(render_trace(trace.to_dict(), f"{raw} (simulated in {folder.name})"))
+    return status
+
+
+def _db(args: argparse.Namespace) -> Any:
+    from flowd.config import load_config
+    from flowd.db import Database
+
+    config = load_config(args.config)
+    return config, Database(config.database_url)
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from flowd.db import jobs, traces
+
+    config, db = _db(args)
+    with db.read() as conn:
+        if args.target.isdigit():
+            job_rows = conn.execute(select(jobs).where(jobs.c.id == int(args.target))).all()
+        else:
+            target = Path(args.target)
+            candidates = {args.target, target.name}
+            for hf in config.settings.hotfolders:
+                root = config.path(hf.path).resolve()
+                if target.absolute().is_relative_to(root):
+                    candidates.add(target.absolute().relative_to(root).as_posix())
+            job_rows = conn.execute(select(jobs).where(or_(jobs.c.relpath.in_(candidates),
+                                                           jobs.c.relpath.like(f"%/{target.name}")))
+                                    .order_by(jobs.c.id)).all()
+        if not job_rows:
+            print(f"no job found for {args.target!r}", file=sys.stderr)
+            return 1
+        for job in job_rows:
+            q = select(traces.c.body).where(traces.c.job_id == job.id).order_by(traces.c.id)
+            bodies = [json.loads(r[0]) for r in conn.execute(q)]
+            if not args.all:
+                bodies = bodies[-1:]
+            for body in bodies:
+                if args.json:
+                    print(json.dumps({"hotfolder": job.hotfolder, "relpath": job.relpath, "state": job.state, **body},
+                                     ensure_ascii=False))
+                else:
+                    print(render_trace(body, f"job {job.id} {job.hotfolder}/{job.relpath} [{job.state}] "
+                                             f"detected {when(job.created)}"))
+            if not bodies:
+                print(f"job {job.id} {job.hotfolder}/{job.relpath} [{job.state}]: no trace yet")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from flowd.db import jobs, nodes
+
+    _config, db = _db(args)
+    with db.read() as conn:
+        counts = dict(conn.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state)).all())
+        outcomes = dict(conn.execute(select(jobs.c.status, func.count()).where(jobs.c.state == "done")
+                                     .group_by(jobs.c.status)).all())
+        waiting = conn.execute(select(jobs).where(jobs.c.state == "waiting").order_by(jobs.c.not_before).limit(20)).all()
+        quarantined = conn.execute(select(jobs).where(jobs.c.state == "quarantined").order_by(jobs.c.id.desc())
+                                   .limit(20)).all()
+        recent = conn.execute(select(jobs).where(jobs.c.state == "done").order_by(jobs.c.updated.desc()).limit(10)).all()
+        alive = conn.execute(select(nodes).where(nodes.c.heartbeat > time.time() - 120)).all()
+    if args.json:
+        print(json.dumps({"states": counts, "outcomes": outcomes, "nodes": [n.node_id for n in alive],
+                          "quarantined": [{"job": q.id, "file": f"{q.hotfolder}/{q.relpath}", "error": q.error}
+                                          for q in quarantined],
+                          "waiting": [{"job": w.id, "file": f"{w.hotfolder}/{w.relpath}", "error": w.error,
+                                       "retry_at": w.not_before} for w in waiting]}))
+        return 0
+    print("daemon: " + (", ".join(f"{n.node_id} (since {when(n.started)})" for n in alive) or "not running"))
+    print("queue:  " + ", ".join(f"{s} {counts.get(s, 0)}" for s in ("queued", "claimed", "waiting", "quarantined", "done")))
+    if outcomes:
+        print("done:   " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items(), key=lambda kv: str(kv[0]))))
+    for w in waiting:
+        print(f"  waiting  job {w.id} {w.hotfolder}/{w.relpath}: retry at {when(w.not_before)}: {w.error}")
+    for q in quarantined:
+        reason = _reason(q.error)
+        print(f"  quarantined  job {q.id} {q.hotfolder}/{q.relpath}: {reason}")
+    if recent:
+        print("recent:")
+        for r in recent:
+            print(f"  {when(r.updated)}  job {r.id} {r.hotfolder}/{r.relpath}: {r.status}")
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from flowd.db import jobs
+    from flowd.hotfolder import build_folders
+    from flowd.queue import Detected, JobQueue
+
+    config, db = _db(args)
+    if args.job is None and not args.all:
+        print("flowd retry: name a JOB id or use --all", file=sys.stderr)
+        return 1
+    folders = build_folders(config)
+    q = select(jobs).where(jobs.c.state == "quarantined")
+    if not args.all:
+        q = q.where(jobs.c.id == args.job)
+    with db.read() as conn:
+        rows = conn.execute(q).all()
+    if not rows:
+        print(f"no quarantined job {'' if args.all else args.job}".rstrip(), file=sys.stderr)
+        return 1
+    queue = JobQueue(db)
+    retried = 0
+    for row in rows:
+        folder = folders.get(row.hotfolder)
+        relpath = bytes(row.relpath_raw).decode("utf-8", "surrogateescape")
+        if folder is None:
+            print(f"job {row.id}: hot folder {row.hotfolder!r} is no longer configured", file=sys.stderr)
+            continue
+        source = folder.root / relpath
+        error = _error(row.error)
+        held = Path(error["quarantined"]) if error.get("quarantined") else None
+        if held is not None and held.exists() and not source.exists():
+            source.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(held, source)
+            note = held.parent / (held.name + ".error.json")
+            note.unlink(missing_ok=True)
+        if not source.exists():
+            print(f"job {row.id}: the file is neither in {held or folder.errors} nor at {source}", file=sys.stderr)
+            continue
+        st = os.lstat(source)
+        with db.write() as conn:
+            conn.execute(update(jobs).where(jobs.c.id == row.id).values(state="done", status="retried", dedupe=None))
+        queue.enqueue([Detected(row.tenant, row.hotfolder, relpath, st.st_size, st.st_mtime_ns)])
+        retried += 1
+        print(f"job {row.id}: {row.hotfolder}/{row.relpath} re-queued")
+    return 0 if retried else 1
+
+
+def _error(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+        return value if isinstance(value, dict) else {"reason": str(value)}
+    except ValueError:
+        return {"reason": text}
+
+
+def _reason(text: str | None) -> str:
+    err = _error(text)
+    where = f"rule {err['rule']} step {err.get('step')} ({err.get('action')}): " if err.get("rule") else ""
+    return where + str(err.get("reason", ""))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    logger.remove()
+    raise SystemExit(main())

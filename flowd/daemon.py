@@ -1,0 +1,257 @@
+"""`flowd run`: wire watchers, intake, queue and workers together; handle signals; tell systemd."""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import os
+import queue as stdqueue
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+from loguru import logger
+from sqlalchemy import func, insert, select
+
+from flowd.db import Database, audit, jobs
+from flowd.errors import AlreadyRunningError, ConfigErrors
+from flowd.hotfolder import Folder
+from flowd.notify import sd_notify, watchdog_interval
+from flowd.queue import Detected, Finished, JobQueue
+from flowd.runtime import Runtime, load_runtime
+from flowd.watch import Tracker, Watcher, reconcile
+from flowd.worker import Processor, WorkerPool
+
+
+class Daemon:
+    def __init__(self, config_file: str, *, until_idle: bool = False) -> None:
+        self.config_file = config_file
+        self.until_idle = until_idle
+        self._wake = threading.Event()
+        self._reload = False
+        self._stop = False
+        self._intake: stdqueue.Queue[list[Detected]] = stdqueue.Queue()
+        self._scanning = 0
+        self._scan_lock = threading.Lock()
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def run(self) -> int:
+        runtime = load_runtime(self.config_file)  # ConfigErrors propagate to the CLI: exit 1
+        core = runtime.config.settings.flowd
+        data_dir = runtime.config.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = _lock_data_dir(data_dir)
+        self.db = Database(runtime.config.database_url)
+        self.runtime = load_runtime(self.config_file, self.db.install_id)
+        self.queue = JobQueue(self.db, core.lease_seconds)
+        released = self.queue.register_node()
+        if released:
+            logger.info("released {} jobs claimed by a flowd process that is gone", released)
+        self._audit("start")
+        self.processor = Processor(self.queue, lambda: self.runtime)
+        self.pool = WorkerPool(self.processor, core.workers, core.batch_size, self._after_batch)
+        self.tracker = Tracker(self._promote)
+        self.watcher = Watcher(self.tracker, self._new_dir)
+        for sig, handler in ((signal.SIGHUP, self._on_hup), (signal.SIGTERM, self._on_term),
+                             (signal.SIGINT, self._on_term)):
+            signal.signal(sig, handler)
+        threading.Thread(target=self._intake_loop, name="intake", daemon=True).start()
+        self.pool.start()
+        self.tracker.start()
+        folders = [f for f in self.runtime.folders.values() if f.spec.enabled]
+        for folder in folders:
+            self.watcher.watch(folder)
+        self._scan_in_background(folders)
+        sd_notify("READY=1\nSTATUS=watching " + ", ".join(f.name for f in folders))
+        logger.info("flowd watching {} hot folder(s) with {} workers; rules {} ({} rules)", len(folders),
+                    core.workers, self.runtime.rules.digest[:12], len(self.runtime.rules.rules))
+        try:
+            self._main_loop()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _main_loop(self) -> None:
+        core = self.runtime.config.settings.flowd
+        ping = watchdog_interval()
+        last_ping = last_beat = last_promote = time.monotonic()
+        last_rescan = time.monotonic()
+        while not self._stop:
+            self._wake.wait(0.25)
+            self._wake.clear()
+            if self._reload:
+                self._reload = False
+                self.reload()
+            now = time.monotonic()
+            if ping and now - last_ping >= ping:
+                sd_notify("WATCHDOG=1")
+                last_ping = now
+            if now - last_promote >= 0.5:
+                last_promote = now
+                if self.queue.promote():
+                    self.pool.notify()
+            if now - last_beat >= core.lease_seconds / 3:
+                last_beat = now
+                self.queue.heartbeat()
+            if core.rescan_seconds and now - last_rescan >= core.rescan_seconds:
+                last_rescan = now
+                self._scan_in_background([f for f in self.runtime.folders.values() if f.spec.enabled])
+            if self.until_idle and self._idle():
+                logger.info("all work done; exiting (--until-idle)")
+                return
+
+    def _shutdown(self) -> None:
+        sd_notify("STOPPING=1")
+        logger.info("stopping: no new files are taken; finishing the jobs in hand")
+        self.watcher.stop()
+        self.tracker.stop()
+        self._drain_intake()
+        self.pool.stop()
+        self.queue.unregister_node()
+        self.db.close()
+        logger.info("stopped")
+
+    # -- signals -------------------------------------------------------------------------------------
+    def _on_hup(self, _sig: int, _frame: FrameType | None) -> None:
+        self._reload = True
+        self._wake.set()
+
+    def _on_term(self, _sig: int, _frame: FrameType | None) -> None:
+        self._stop = True
+        self._wake.set()
+
+    def reload(self) -> None:
+        """Build the new config and rules beside the old; swap only if all of it is valid."""
+        sd_notify("RELOADING=1")
+        try:
+            new = load_runtime(self.config_file, self.db.install_id)
+        except ConfigErrors as exc:
+            for err in exc.errors:
+                logger.error("reload rejected: {}", err)
+            logger.error("reload rejected ({} errors); still running rules {}", len(exc.errors),
+                         self.runtime.rules.digest[:12])
+            sd_notify("READY=1")
+            return
+        old = self.runtime
+        if new.config.settings.flowd != old.config.settings.flowd:
+            logger.warning("[flowd] settings changed: they take effect at the next restart")
+        self.runtime = new  # one reference: jobs in hand finish under the rule set they started with
+        changed = [n for n, f in old.folders.items() if new.folders.get(n) != f]
+        for name in changed:
+            self.watcher.unwatch(name)
+        started = []
+        for name, folder in new.folders.items():
+            if folder.spec.enabled and name not in self.watcher.names():
+                self.watcher.watch(folder)
+                started.append(folder)
+        self._scan_in_background(started)
+        self._audit("SIGHUP")
+        logger.info("reloaded: rules {} ({} rules), {} hot folder(s) restarted", new.rules.digest[:12],
+                    len(new.rules.rules), len(started))
+        sd_notify("READY=1")
+
+    # -- intake --------------------------------------------------------------------------------------
+    def _promote(self, items: list[Detected]) -> None:
+        self._intake.put(items)
+
+    def _intake_loop(self) -> None:
+        while True:
+            batch = list(self._intake.get())
+            gets = 1
+            while len(batch) < 2000:
+                try:
+                    batch.extend(self._intake.get_nowait())
+                    gets += 1
+                except stdqueue.Empty:
+                    break
+            self._commit(batch, gets)
+
+    def _commit(self, batch: list[Detected], gets: int) -> None:
+        for attempt in range(1000):
+            try:
+                self.queue.enqueue(batch)
+                break
+            except Exception as exc:  # database busy or gone: the files stay put, so retrying is safe
+                logger.warning("cannot queue {} files yet: {}", len(batch), exc)
+                time.sleep(min(30, 0.5 * 2 ** attempt))
+        for _ in range(gets):
+            self._intake.task_done()
+        self.pool.notify()
+
+    def _drain_intake(self) -> None:
+        deadline = time.monotonic() + 10
+        while self._intake.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def _scan_in_background(self, folders: list[Folder]) -> None:
+        if not folders:
+            return
+        with self._scan_lock:
+            self._scanning += 1
+
+        def work() -> None:
+            try:
+                for folder in folders:
+                    n = reconcile(folder, self.tracker, self._promote, self.queue.known)
+                    if n:
+                        logger.info("scan of {} queued {} file(s)", folder.name, n)
+            except Exception as exc:
+                logger.opt(exception=exc).error("scan failed: {}", exc)
+            finally:
+                with self._scan_lock:
+                    self._scanning -= 1
+
+        threading.Thread(target=work, name="scan", daemon=True).start()
+
+    def _new_dir(self, folder: Folder, path: Path) -> None:
+        reconcile(folder, self.tracker, self._promote, self.queue.known, start=path)
+
+    def _after_batch(self, results: list[Finished]) -> None:
+        if self.until_idle and not results:
+            self._wake.set()
+
+    def _idle(self) -> bool:
+        if self._scanning or self._intake.unfinished_tasks or len(self.tracker):
+            return False
+        with self.db.read() as conn:
+            busy = conn.execute(select(func.count()).select_from(jobs)
+                                .where(jobs.c.state.in_(("queued", "claimed", "waiting")))).scalar_one()
+        return busy == 0
+
+    def _audit(self, cause: str) -> None:
+        rt = self.runtime
+        actor = f"{_user()}@{socket.gethostname()} ({cause}, pid {os.getpid()})"
+        tenants = {f.spec.tenant for f in rt.folders.values()} | {r.tenant for r in rt.rules.rules} or {"default"}
+        with self.db.write() as conn:
+            for tenant in sorted(tenants):
+                for kind, digest, source in (("config", rt.config.digest, str(rt.config.file)),
+                                             ("rules", rt.rules.digest, ", ".join(rt.rules.files))):
+                    last = conn.execute(select(audit.c.digest).where(audit.c.tenant == tenant, audit.c.kind == kind)
+                                        .order_by(audit.c.id.desc()).limit(1)).scalar()
+                    if last != digest:
+                        conn.execute(insert(audit).values(tenant=tenant, kind=kind, digest=digest, source=source,
+                                                          actor=actor, at=time.time(), detail=cause))
+
+
+def _lock_data_dir(data_dir: Path) -> int:
+    """One daemon per data dir: two would fight over the same SQLite file and the same leases."""
+    fd = os.open(data_dir / "flowd.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise AlreadyRunningError(f"another flowd (pid {other}) is already running with data_dir {data_dir}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return str(os.getuid())

@@ -1,0 +1,157 @@
+"""The database: jobs (the durable queue), steps (the effect journal), traces, audit, ledger.
+
+SQLAlchemy Core, not the ORM: the hot path inserts and updates thousands of rows a second in batches.
+SQLite runs in WAL mode; PostgreSQL is the same schema with SKIP LOCKED claims.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger, Column, Engine, Float, Index, Integer, LargeBinary, MetaData, String, Table, Text,
+    UniqueConstraint, create_engine, event, insert, select,
+)
+from sqlalchemy.engine import Connection
+
+SCHEMA_VERSION = "1"
+metadata = MetaData()
+
+meta = Table("meta", metadata, Column("key", String(64), primary_key=True), Column("value", Text, nullable=False))
+
+nodes = Table(
+    "nodes", metadata,
+    Column("node_id", String(64), primary_key=True),
+    Column("hostname", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started", Float, nullable=False),
+    Column("heartbeat", Float, nullable=False),
+)
+
+jobs = Table(
+    "jobs", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("hotfolder", String(64), nullable=False),
+    Column("relpath", Text, nullable=False),  # for people: undecodable bytes shown escaped
+    Column("relpath_raw", LargeBinary, nullable=False),  # for the file system: the exact bytes
+    Column("size", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),
+    # (tenant, hot folder, path, size, mtime) hashed; NULL once a quarantined job was retried.
+    Column("dedupe", String(64), unique=True),
+    Column("state", String(16), nullable=False),  # queued | claimed | waiting | done | quarantined
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("not_before", Float),
+    Column("lease_owner", String(64)),
+    Column("lease_token", String(32)),
+    Column("lease_until", Float),
+    Column("created", Float, nullable=False),
+    Column("updated", Float, nullable=False),
+    Column("status", String(16)),  # how it ended: finished | unmatched | quarantined | vanished | superseded
+    Column("fate", Text),  # what happens to the source, decided once every step is journalled
+    Column("error", Text),
+    Column("ruleset", String(64)),
+    Index("ix_jobs_state_id", "state", "id"),
+    Index("ix_jobs_hotfolder_relpath", "hotfolder", "relpath"),
+)
+
+steps = Table(
+    "steps", metadata,
+    Column("job_id", Integer, primary_key=True),
+    Column("step", String(300), primary_key=True),  # rule name / action index
+    Column("token", String(96), nullable=False),
+    Column("record", Text, nullable=False),
+    Column("done", Float, nullable=False),
+)
+
+traces = Table(
+    "traces", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", Integer, nullable=False, index=True),
+    Column("attempt", Integer, nullable=False),
+    Column("tenant", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created", Float, nullable=False),
+    Column("body", Text, nullable=False),
+)
+
+audit = Table(
+    "audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),  # config | rules
+    Column("digest", String(64), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+)
+
+ledger = Table(
+    "ledger", metadata,
+    Column("tenant", String(64), nullable=False),
+    Column("rule", String(255), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("job_id", Integer, nullable=False),
+    UniqueConstraint("tenant", "rule", "sha256", name="uq_ledger"),
+)
+
+
+class Database:
+    """One engine per process. SQLite allows one writer: in-process writers take `write()` in turn
+    instead of spinning on SQLITE_BUSY."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 60}
+        self.engine: Engine = create_engine(url, **kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._write_lock = threading.RLock()
+        metadata.create_all(self.engine)
+        self.install_id = self._install_id()
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def _install_id(self) -> str:
+        # Tokens on outputs include this, so a fresh database never mistakes an old output for its own.
+        with self.write() as conn:
+            row = conn.execute(select(meta.c.value).where(meta.c.key == "install_id")).first()
+            if row:
+                return str(row[0])
+            value = secrets.token_hex(6)
+            conn.execute(insert(meta).values(key="install_id", value=value))
+            conn.execute(insert(meta).values(key="schema_version", value=SCHEMA_VERSION))
+            return value
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode survives any process crash; only an OS crash can lose the last commits.
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=60000")
+    cur.close()
+
+
+def now() -> float:
+    return time.time()

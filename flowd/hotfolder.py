@@ -1,0 +1,129 @@
+"""A hot folder at run time: its paths resolved, and what happens to a source once its job is decided."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from flowd.config import Config, HotFolder
+from flowd.errors import PermanentError, TransientError
+from flowd.glob import compile_glob
+from flowd.storage.base import incremented
+
+
+@dataclass(frozen=True, slots=True)
+class Folder:
+    spec: HotFolder
+    root: Path
+    errors: Path
+    unmatched: Path | None
+    after_move: Path | None
+    ignore: tuple[Any, ...]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def ignored(self, name: str) -> bool:
+        return any(p.match(name) for p in self.ignore)
+
+    def fate(self, matched: bool, consumes: bool, quarantined: bool) -> str:
+        """What happens to the source: decided after every step is journalled, applied last."""
+        if quarantined:
+            return "quarantine"
+        if not matched:
+            return "unmatched" if self.unmatched else "keep"
+        if consumes:
+            return "delete"
+        return self.spec.after
+
+
+def build_folders(config: Config) -> dict[str, Folder]:
+    out = {}
+    for hf in config.settings.hotfolders:
+        out[hf.name] = Folder(
+            spec=hf, root=config.path(hf.path).resolve(), errors=config.path(hf.errors),
+            unmatched=None if hf.unmatched == "leave" else config.path(hf.unmatched),
+            after_move=config.path(hf.after[5:]) if hf.after.startswith("move:") else None,
+            ignore=tuple(compile_glob(p, ignore_case=False) for p in hf.ignore),
+        )
+    return out
+
+
+def same_file(path: Path, size: int, mtime_ns: int) -> bool:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return st.st_size == size and st.st_mtime_ns == mtime_ns
+
+
+def apply_fate(folder: Folder, relpath: str, size: int, mtime_ns: int, fate: str,
+               error: dict[str, Any] | None = None) -> str:
+    """Remove, move or keep the source. Idempotent: a source already gone means it was done before.
+    A source replaced by new bytes is left alone for the job that will handle those bytes."""
+    src = folder.root / relpath
+    if fate == "keep":
+        return "kept"
+    if not same_file(src, size, mtime_ns):
+        return "already gone" if not src.exists() else "left (changed since detection)"
+    try:
+        if fate == "delete":
+            os.unlink(src)
+            return "deleted"
+        if fate == "unmatched" and folder.unmatched is not None:
+            return "moved to " + str(_move(src, folder.unmatched, relpath))
+        if fate.startswith("move:") and folder.after_move is not None:
+            return "moved to " + str(_move(src, folder.after_move, relpath))
+        if fate == "quarantine":
+            dest = _move(src, folder.errors, relpath)
+            _write_error(dest, relpath, error or {})
+            return "quarantined to " + str(dest)
+    except FileNotFoundError:
+        return "already gone"
+    except OSError as exc:
+        if exc.errno in (errno.ENAMETOOLONG, errno.EINVAL):
+            raise PermanentError(f"cannot apply '{fate}' to {relpath!r}: {exc.strerror}") from None
+        raise TransientError(f"cannot apply '{fate}' to {relpath!r}: {exc.strerror}") from None
+    raise PermanentError(f"unknown fate {fate!r}")
+
+
+def _move(src: Path, folder: Path, relpath: str) -> Path:
+    """Move into `folder`, mirroring the relative path; never overwrite (append _1, _2 ...)."""
+    for n in range(100_000):
+        dest = folder / (relpath if n == 0 else incremented(relpath, n))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if os.path.lexists(dest):
+            continue
+        try:
+            os.link(src, dest)  # same file system: atomic, and never replaces
+            os.unlink(src)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            shutil.copy2(src, dest, follow_symlinks=False)
+            with open(dest, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.unlink(src)
+        return dest
+    raise PermanentError(f"no free name for {relpath!r} in {folder}")
+
+
+def _write_error(dest: Path, relpath: str, error: dict[str, Any]) -> None:
+    body = {"file": relpath.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"),
+            "quarantined": str(dest), "time": datetime.now().astimezone().isoformat(), **error}
+    name = dest.name + ".error.json"
+    if len(name.encode("utf-8", "surrogateescape")) > 255:
+        name = dest.name.encode("utf-8", "surrogateescape")[:200].decode("utf-8", "ignore") + "~.error.json"
+    tmp = dest.parent / f".{name}.tmp"
+    tmp.write_text(json.dumps(body, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8",
+                   errors="backslashreplace")
+    os.replace(tmp, dest.parent / name)

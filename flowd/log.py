@@ -1,0 +1,18 @@
+"""loguru set-up: human lines by default, one JSON object per line for journald/ELK."""
+
+from __future__ import annotations
+
+import sys
+
+from loguru import logger
+
+HUMAN = "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> <level>{level: <7}</level> {message}"
+
+
+def setup(level: str = "INFO", fmt: str = "human") -> None:
+    logger.remove()
+    if fmt == "json":
+        logger.add(sys.stderr, level=level, serialize=True, backtrace=False, diagnose=False)
+    else:
+        # diagnose=False: variable values in tracebacks could include secrets.
+        logger.add(sys.stderr, level=level, format=HUMAN, colorize=None, backtrace=False, diagnose=False)

@@ -1,0 +1,235 @@
+"""The durable job queue: intake, claims with leases, and the batched writes that finish jobs.
+
+Every write after a claim is conditional on the claim's lease token, so a worker presumed dead that
+wakes up cannot finish a job somebody else now owns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import secrets
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from flowd.db import Database, jobs, ledger, nodes, now, steps, traces
+
+
+@dataclass(frozen=True, slots=True)
+class Detected:
+    """A file the watcher or a scan found stable: becomes one job row."""
+
+    tenant: str
+    hotfolder: str
+    relpath: str  # str with surrogate escapes for undecodable bytes
+    size: int
+    mtime_ns: int
+
+    def dedupe(self) -> str:
+        raw = self.relpath.encode("utf-8", "surrogateescape")
+        key = b"\0".join([self.tenant.encode(), self.hotfolder.encode(), raw,
+                          str(self.size).encode(), str(self.mtime_ns).encode()])
+        return hashlib.sha256(key).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: int
+    tenant: str
+    hotfolder: str
+    relpath: str
+    size: int
+    mtime_ns: int
+    attempts: int
+    created: float
+    fate: str | None
+    token: str
+
+
+@dataclass(slots=True)
+class Finished:
+    """Everything one job's run produced, written in the batch's transactions."""
+
+    job: Claimed
+    state: str  # done | waiting | quarantined
+    status: str
+    fate: str | None = None
+    error: str | None = None
+    retry_at: float | None = None
+    steps: Sequence[tuple[str, str, dict[str, Any]]] = ()
+    ledger: Sequence[tuple[str, str, str]] = ()
+    trace: dict[str, Any] | None = None
+    ruleset: str | None = None
+
+
+def display(relpath: str) -> str:
+    return relpath.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+class JobQueue:
+    def __init__(self, db: Database, lease_seconds: float = 60) -> None:
+        self.db = db
+        self.lease_seconds = lease_seconds
+        self.node_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
+        self._insert_ignore = dialect.insert
+
+    # -- nodes ---------------------------------------------------------------------------------------
+    def register_node(self) -> int:
+        """Announce this process; release claims of dead processes on this host at once (no lease wait)."""
+        host, t = socket.gethostname(), now()
+        with self.db.write() as conn:
+            conn.execute(insert(nodes).values(node_id=self.node_id, hostname=host, pid=os.getpid(),
+                                              started=t, heartbeat=t))
+            dead = [r.node_id for r in conn.execute(select(nodes.c.node_id, nodes.c.pid)
+                                                    .where(nodes.c.hostname == host, nodes.c.node_id != self.node_id))
+                    if not _alive(r.pid)]
+            released = 0
+            if dead:
+                released = conn.execute(update(jobs).where(jobs.c.state == "claimed", jobs.c.lease_owner.in_(dead))
+                                        .values(state="queued", lease_owner=None, lease_token=None)).rowcount
+                conn.execute(nodes.delete().where(nodes.c.node_id.in_(dead)))
+            return released
+
+    def heartbeat(self) -> None:
+        t = now()
+        with self.db.write() as conn:
+            conn.execute(update(nodes).where(nodes.c.node_id == self.node_id).values(heartbeat=t))
+            conn.execute(update(jobs).where(jobs.c.state == "claimed", jobs.c.lease_owner == self.node_id)
+                         .values(lease_until=t + self.lease_seconds))
+
+    def unregister_node(self) -> None:
+        with self.db.write() as conn:
+            conn.execute(update(jobs).where(jobs.c.state == "claimed", jobs.c.lease_owner == self.node_id)
+                         .values(state="queued", lease_owner=None, lease_token=None))
+            conn.execute(nodes.delete().where(nodes.c.node_id == self.node_id))
+
+    # -- intake --------------------------------------------------------------------------------------
+    def enqueue(self, items: Iterable[Detected]) -> int:
+        """Commit job rows; a file already known by (path, size, mtime) is not queued twice.
+        Returns how many were offered (duplicates are dropped silently by the unique key)."""
+        t = now()
+        rows = [{"tenant": d.tenant, "hotfolder": d.hotfolder, "relpath": display(d.relpath),
+                 "relpath_raw": d.relpath.encode("utf-8", "surrogateescape"), "size": d.size,
+                 "mtime_ns": d.mtime_ns, "dedupe": d.dedupe(), "state": "queued", "attempts": 0,
+                 "created": t, "updated": t} for d in items]
+        if not rows:
+            return 0
+        stmt = self._insert_ignore(jobs).on_conflict_do_nothing(index_elements=["dedupe"])
+        with self.db.write() as conn:
+            conn.execute(stmt, rows)
+        return len(rows)
+
+    def known(self, items: Sequence[Detected]) -> set[str]:
+        """Which of these files already have a job (any state): the rescan skips them."""
+        keys = [d.dedupe() for d in items]
+        out: set[str] = set()
+        with self.db.read() as conn:
+            for i in range(0, len(keys), 500):
+                out.update(r[0] for r in conn.execute(select(jobs.c.dedupe).where(jobs.c.dedupe.in_(keys[i:i + 500]))))
+        return out
+
+    # -- claims --------------------------------------------------------------------------------------
+    def promote(self) -> int:
+        """Waiting jobs whose time has come, and claims whose lease ran out, become claimable."""
+        t = now()
+        with self.db.write() as conn:
+            return conn.execute(update(jobs).where(or_(
+                and_(jobs.c.state == "waiting", jobs.c.not_before <= t),
+                and_(jobs.c.state == "claimed", jobs.c.lease_until < t),
+            )).values(state="queued", updated=t)).rowcount
+
+    def next_wakeup(self) -> float | None:
+        with self.db.read() as conn:
+            return conn.execute(select(func.min(jobs.c.not_before)).where(jobs.c.state == "waiting")).scalar()
+
+    def claim(self, limit: int) -> list[Claimed]:
+        t = now()
+        token = secrets.token_hex(8)
+        pick = select(jobs.c.id).where(jobs.c.state == "queued").order_by(jobs.c.id).limit(limit)
+        if not self.db.is_sqlite:
+            pick = pick.with_for_update(skip_locked=True)
+        stmt = (update(jobs).where(jobs.c.id.in_(pick.scalar_subquery()))
+                .values(state="claimed", lease_owner=self.node_id, lease_token=token,
+                        lease_until=t + self.lease_seconds, attempts=jobs.c.attempts + 1, updated=t)
+                .returning(jobs.c.id, jobs.c.tenant, jobs.c.hotfolder, jobs.c.relpath_raw, jobs.c.size,
+                           jobs.c.mtime_ns, jobs.c.attempts, jobs.c.created, jobs.c.fate))
+        with self.db.write() as conn:
+            rows = conn.execute(stmt).all()
+        out = [Claimed(r.id, r.tenant, r.hotfolder, bytes(r.relpath_raw).decode("utf-8", "surrogateescape"),
+                       r.size, r.mtime_ns, r.attempts, r.created, r.fate, token) for r in rows]
+        out.sort(key=lambda c: c.id)
+        return out
+
+    def done_steps(self, job_id: int) -> dict[str, dict[str, Any]]:
+        with self.db.read() as conn:
+            return {r.step: json.loads(r.record) for r in
+                    conn.execute(select(steps.c.step, steps.c.record).where(steps.c.job_id == job_id))}
+
+    def seen_content(self, tenant: str, rule: str, sha256: str) -> int | None:
+        with self.db.read() as conn:
+            return conn.execute(select(ledger.c.job_id).where(ledger.c.tenant == tenant, ledger.c.rule == rule,
+                                                              ledger.c.sha256 == sha256)).scalar()
+
+    # -- finishing (two transactions per batch: journal + fate, then states) -----------------------------
+    def journal(self, results: Sequence[Finished]) -> set[int]:
+        """Record steps, traces, ledger rows and each job's decided fate. Returns the jobs still ours."""
+        t = now()
+        step_rows = [{"job_id": f.job.id, "step": s, "token": tok, "record": json.dumps(rec), "done": t}
+                     for f in results for s, tok, rec in f.steps]
+        trace_rows = [{"job_id": f.job.id, "attempt": f.job.attempts, "tenant": f.job.tenant, "status": f.status,
+                       "created": t, "body": json.dumps(f.trace)} for f in results if f.trace is not None]
+        ledger_rows = [{"tenant": tn, "rule": r, "sha256": sh, "job_id": f.job.id}
+                       for f in results for tn, r, sh in f.ledger]
+        fates = [{"jid": f.job.id, "tok": f.job.token, "fate": f.fate, "rs": f.ruleset} for f in results]
+        with self.db.write() as conn:
+            owned = {r[0] for r in conn.execute(
+                select(jobs.c.id).where(jobs.c.id.in_([f.job.id for f in results]),
+                                        jobs.c.lease_token.in_({f.job.token for f in results}),
+                                        jobs.c.state == "claimed"))}
+            if step_rows:
+                conn.execute(self._insert_ignore(steps).on_conflict_do_nothing(), [r for r in step_rows if r["job_id"] in owned])
+            if trace_rows:
+                conn.execute(insert(traces), trace_rows)
+            if ledger_rows:
+                conn.execute(self._insert_ignore(ledger).on_conflict_do_nothing(),
+                             [r for r in ledger_rows if r["job_id"] in owned])
+            fates = [f for f in fates if f["jid"] in owned]
+            if fates:
+                conn.execute(update(jobs).where(jobs.c.id == bindparam("jid"), jobs.c.lease_token == bindparam("tok"))
+                             .values(fate=bindparam("fate"), ruleset=bindparam("rs")), fates)
+        return owned
+
+    def finish(self, results: Sequence[Finished]) -> None:
+        t = now()
+        rows = [{"jid": f.job.id, "tok": f.job.token, "st": f.state, "status": f.status, "err": f.error,
+                 "nb": f.retry_at, "fate": f.fate} for f in results]
+        if not rows:
+            return
+        with self.db.write() as conn:
+            conn.execute(update(jobs).where(jobs.c.id == bindparam("jid"), jobs.c.lease_token == bindparam("tok"))
+                         .values(state=bindparam("st"), status=bindparam("status"), error=bindparam("err"),
+                                 not_before=bindparam("nb"), fate=bindparam("fate"), lease_owner=None,
+                                 lease_token=None, lease_until=None, updated=t), rows)
+
+
+def backoff(attempts: int, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter: many jobs failing together do not retry in lockstep."""
+    return random.uniform(0.5, 1.0) * min(cap, base * 2 ** max(0, attempts - 1))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

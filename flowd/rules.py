@@ -1,0 +1,255 @@
+"""Rule files: YAML -> checked, compiled, immutable rules. The same function serves `flowd check` and
+the daemon, so what check accepts is exactly what runs."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from flowd.action import Action
+from flowd.actions import ACTIONS
+from flowd.condition import Condition
+from flowd.config import Config
+from flowd.errors import ConfigError
+from flowd.locate import yaml_line
+from flowd.parse import Loc, Parser
+
+RULE_KEYS = ("name", "on", "if", "do", "stop", "once", "enabled", "description")
+TRIGGER_KEYS = ("hotfolder",)
+
+
+class RuleLoader(yaml.SafeLoader):
+    """YAML 1.2 booleans: `on:` is a key, not True, and `no`/`yes` stay strings (a Norway country code)."""
+
+
+RuleLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+RuleLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                 list("tTfF"))
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    tenant: str
+    file: str
+    line: int
+    hotfolders: frozenset[str]  # every hot folder it runs on (resolved from `on`, or all of the tenant's)
+    condition: Condition | None
+    actions: tuple[Action, ...]
+    kinds: tuple[str, ...]
+    stop: bool
+    once: str | None
+    enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    rules: tuple[Rule, ...]
+    digest: str
+    files: tuple[str, ...]
+    errors: tuple[ConfigError, ...] = ()
+    _by_folder: dict[str, tuple[Rule, ...]] = field(default_factory=dict, compare=False)
+
+    def for_hotfolder(self, name: str) -> tuple[Rule, ...]:
+        cached = self._by_folder.get(name)
+        if cached is None:
+            cached = tuple(r for r in self.rules if r.enabled and name in r.hotfolders)
+            self._by_folder[name] = cached
+        return cached
+
+
+def rule_files(config: Config) -> list[Path]:
+    files: list[Path] = []
+    for pattern in config.settings.flowd.rules:
+        full = config.path(pattern)
+        matches = sorted(Path(p) for p in glob.glob(str(full), recursive=True))
+        if not matches and not glob.has_magic(str(full)):
+            matches = [full]  # a plain missing file name is reported by load_rules
+        files.extend(matches)
+    return files
+
+
+def load_rules(config: Config) -> RuleSet:
+    """Parse every rule file. Errors are collected in `RuleSet.errors`, never raised."""
+    hotfolders = {hf.name: hf for hf in config.settings.hotfolders}
+    storages = config.settings.storage
+    rules: list[Rule] = []
+    errors: list[ConfigError] = []
+    digest = hashlib.sha256()
+    shown_files = []
+    for path in rule_files(config):
+        shown = _shown(path, config.base)
+        shown_files.append(shown)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            errors.append(ConfigError(shown, None, "", f"cannot read rule file: {exc.strerror}"))
+            continue
+        digest.update(shown.encode() + b"\0" + raw + b"\0")
+        rules.extend(parse_rule_file(raw, shown, hotfolders, storages, errors))
+    seen: dict[tuple[str, str], Rule] = {}
+    for rule in rules:
+        key = (rule.tenant, rule.name)
+        if key in seen:
+            first = seen[key]
+            errors.append(ConfigError(rule.file, rule.line, "name", f"rule name '{rule.name}' is already used by "
+                                      f"{first.file}:{first.line} (tenant '{rule.tenant}'); names must be unique",
+                                      rule.name))
+        seen[key] = rule
+    return RuleSet(tuple(rules), digest.hexdigest(), tuple(shown_files), tuple(errors))
+
+
+def parse_rule_file(raw: bytes, shown: str, hotfolders: Mapping[str, object], storages: Mapping[str, object],
+                    errors: list[ConfigError]) -> list[Rule]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        errors.append(ConfigError(shown, None, "", "rule file is not UTF-8 text"))
+        return []
+    try:
+        root = yaml.compose(text, Loader=RuleLoader)
+        data = yaml.load(text, Loader=RuleLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        errors.append(ConfigError(shown, mark.line + 1 if mark else None, "", f"not valid YAML: {problem}"))
+        return []
+    dup = _duplicate_key(root)
+    if dup:
+        errors.append(ConfigError(shown, dup[1], "", f"key '{dup[0]}' appears twice in one mapping", dup[0]))
+        return []
+    if data is None:
+        return []
+    p = Parser(shown, root, "default", hotfolders, storages)  # type: ignore[arg-type]
+    if not isinstance(data, dict):
+        p.error([], "a rule file is a mapping with a 'rules:' list", data)
+        errors.extend(p.errors)
+        return []
+    for key in data:
+        if key not in ("rules", "tenant"):
+            p.error([key], f"unknown top-level key '{key}'", key, "rules, tenant")
+    tenant = data.get("tenant", "default")
+    if not isinstance(tenant, str) or not tenant:
+        p.error(["tenant"], "expected a tenant name", tenant)
+        tenant = "default"
+    p.tenant = tenant
+    items = data.get("rules")
+    if not isinstance(items, list):
+        p.error(["rules"], "expected a list of rules", items)
+        errors.extend(p.errors)
+        return []
+    out = []
+    for i, item in enumerate(items):
+        rule = _parse_rule(item, ["rules", i], p)
+        if rule is not None:
+            out.append(rule)
+    errors.extend(p.errors)
+    return out if not p.errors else []
+
+
+def _parse_rule(item: object, loc: Loc, p: Parser) -> Rule | None:
+    before = len(p.errors)
+    if not isinstance(item, dict):
+        p.error(loc, "a rule is a mapping with name, if, do", item)
+        return None
+    for key in item:
+        if key not in RULE_KEYS:
+            p.error([*loc, key], f"unknown key '{key}' in rule", key, ", ".join(RULE_KEYS))
+    name = item.get("name")
+    if not isinstance(name, str) or not name.strip():
+        p.error([*loc, "name"] if "name" in item else loc, "every rule needs a name", name)
+        name = f"#{loc[-1]}"
+    hotfolders = _parse_triggers(item.get("on"), [*loc, "on"], p, "on" in item)
+    p.rule_hotfolders = sorted(hotfolders)
+    condition = p.condition(item["if"], [*loc, "if"]) if "if" in item else None
+    actions, kinds = [], []
+    steps = item.get("do")
+    if not isinstance(steps, list) or not steps:
+        p.error([*loc, "do"] if "do" in item else loc, "every rule needs a non-empty 'do:' list of actions", steps)
+        steps = []
+    for j, step in enumerate(steps):
+        where = [*loc, "do", j]
+        if not isinstance(step, dict) or len(step) != 1:
+            p.error(where, "an action is a mapping with one key, e.g. {store: {to: ...}}", step, ", ".join(ACTIONS))
+            continue
+        (kind, arg), = step.items()
+        builder = ACTIONS.get(kind)
+        if builder is None:
+            p.error([*where, kind], f"unknown action '{kind}'", kind, ", ".join(ACTIONS))
+            continue
+        action = builder(arg, [*where, kind], p)
+        if action is not None:
+            actions.append(action)
+            kinds.append(kind)
+    stop = item.get("stop", False)
+    if not isinstance(stop, bool):
+        p.error([*loc, "stop"], "expected true or false", stop)
+    enabled = item.get("enabled", True)
+    if not isinstance(enabled, bool):
+        p.error([*loc, "enabled"], "expected true or false", enabled)
+    once = item.get("once")
+    if once not in (None, "content"):
+        p.error([*loc, "once"], "not a once policy", once, "content")
+    if len(p.errors) > before:
+        return None
+    return Rule(str(name), p.tenant, p.file, yaml_line(p.root, loc) or 0, frozenset(hotfolders), condition,
+                tuple(actions), tuple(kinds), bool(stop), once, bool(enabled))
+
+
+def _parse_triggers(value: object, loc: Loc, p: Parser, given: bool) -> set[str]:
+    own = p.hotfolders_of_tenant()
+    if not given:
+        return own
+    if not isinstance(value, list) or not value:
+        p.error(loc, "expected a list of triggers, e.g. [{hotfolder: inbox}]", value)
+        return set()
+    out: set[str] = set()
+    for i, trig in enumerate(value):
+        if not isinstance(trig, dict) or len(trig) != 1:
+            p.error([*loc, i], "a trigger is a mapping with one key", trig, ", ".join(TRIGGER_KEYS))
+            continue
+        (kind, arg), = trig.items()
+        if kind not in TRIGGER_KEYS:
+            p.error([*loc, i, kind], f"unknown trigger '{kind}'", kind, ", ".join(TRIGGER_KEYS))
+            continue
+        if arg not in own:
+            p.error([*loc, i, kind], f"no hot folder of tenant '{p.tenant}' has this name", arg,
+                    ", ".join(sorted(own)) or "(none)")
+            continue
+        out.add(str(arg))
+    return out
+
+
+def _duplicate_key(node: yaml.Node | None) -> tuple[str, int] | None:
+    if isinstance(node, yaml.MappingNode):
+        seen = set()
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                if key.value in seen:
+                    return key.value, key.start_mark.line + 1
+                seen.add(key.value)
+            found = _duplicate_key(value)
+            if found:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            found = _duplicate_key(child)
+            if found:
+                return found
+    return None
+
+
+def _shown(path: Path, base: Path) -> str:
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)

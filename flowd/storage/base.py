@@ -1,0 +1,63 @@
+"""The storage contract: every place outputs land (local folders now, ADLS Gen2 next) implements this."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal, Protocol
+
+
+class Conflict(StrEnum):
+    FAIL = "fail"
+    OVERWRITE = "overwrite"
+    INCREMENT = "increment"
+    SKIP_IDENTICAL = "skip_identical"
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """Where a write landed. `already`: a previous attempt of this very step had written it."""
+
+    key: str
+    outcome: Literal["written", "skipped", "already"]
+
+
+class Storage(Protocol):
+    name: str
+    tenants: frozenset[str] | None
+
+    def put_file(self, key: str, source: Path, *, conflict: Conflict, token: str,
+                 sha256: Callable[[], str]) -> Put:
+        """Write `source` at `key` under the conflict policy, atomically (temp name, then into place).
+
+        `token` identifies the step: a retry with the same token recognises its own earlier write
+        instead of writing a second copy.
+        """
+        ...
+
+    def plan(self, key: str, conflict: Conflict, sha256: Callable[[], str]) -> Put:
+        """What put_file would do, touching nothing (for `flowd simulate`)."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def read_bytes(self, key: str) -> bytes: ...
+
+    def delete(self, key: str) -> bool: ...
+
+    def list(self, prefix: str = "") -> Iterator[str]: ...
+
+    def sync(self) -> None:
+        """Make every write so far durable: called before any source is removed."""
+        ...
+
+
+def incremented(key: str, n: int) -> str:
+    """a/b/photo.jpg -> a/b/photo_3.jpg (Color Factory's 'append an incremental number')."""
+    head, _, name = key.rpartition("/")
+    dot = name.rfind(".")
+    stem, ext = (name[:dot], name[dot:]) if dot > 0 else (name, "")
+    new = f"{stem}_{n}{ext}"
+    return f"{head}/{new}" if head else new

@@ -1,0 +1,212 @@
+"""kind = "local": one folder per container under a root, writes via temp name + link/rename."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from flowd.errors import ConflictError, PathEscapeError, PermanentError, TransientError
+from flowd.storage.base import Conflict, Put, incremented
+from flowd.target import TargetError, clean_key
+
+TOKEN_XATTR = "user.flowd.step"
+TEMP_PREFIX = ".flowd-tmp-"
+_MAX_INCREMENT = 100_000
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+
+class LocalStorage:
+    def __init__(self, name: str, root: Path, tenants: frozenset[str] | None = None, fsync: bool = True) -> None:
+        self.name = name
+        self.root = root
+        self.tenants = tenants
+        self.fsync = fsync
+        self._dirs: set[Path] = set()
+        self._dirty = False
+        self._lock = threading.Lock()
+        self._xattrs = True
+
+    # -- paths ---------------------------------------------------------------------------------------
+    def _path(self, key: str) -> Path:
+        try:
+            key = clean_key(key)
+        except TargetError as exc:
+            raise PathEscapeError(str(exc)) from None
+        return self.root / key
+
+    def _ensure_dir(self, folder: Path) -> None:
+        if folder in self._dirs:
+            return
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise PermanentError(f"cannot create folder {folder}: a file of that name is in the way") from None
+        except OSError as exc:
+            raise _classify(exc, f"cannot create folder {folder}") from None
+        # A symlink planted inside the storage must not carry writes outside its root.
+        real = Path(os.path.realpath(folder))
+        if not real.is_relative_to(Path(os.path.realpath(self.root))):
+            raise PathEscapeError(f"{folder} resolves outside the storage root {self.root}")
+        with self._lock:
+            self._dirs.add(folder)
+
+    # -- writes --------------------------------------------------------------------------------------
+    def put_file(self, key: str, source: Path, *, conflict: Conflict, token: str,
+                 sha256: Callable[[], str]) -> Put:
+        path = self._path(key)
+        self._ensure_dir(path.parent)
+        tmp = path.parent / f"{TEMP_PREFIX}{token}"
+        try:
+            self._copy(source, tmp, token)
+            self._dirty = True
+            if conflict is Conflict.OVERWRITE:
+                os.replace(tmp, path)
+                return Put(key, "written")
+            try:
+                return self._place(tmp, key, conflict, token, sha256)
+            finally:
+                _unlink_quietly(tmp)
+        except OSError as exc:
+            _unlink_quietly(tmp)
+            raise _classify(exc, f"cannot write {path}") from None
+
+    def _place(self, tmp: Path, key: str, conflict: Conflict, token: str, sha256: Callable[[], str]) -> Put:
+        for n in range(_MAX_INCREMENT):
+            candidate = key if n == 0 else incremented(key, n)
+            path = self.root / candidate
+            try:
+                # link() never replaces: two writers cannot silently overwrite each other.
+                os.link(tmp, path)
+                return Put(candidate, "written")
+            except FileExistsError:
+                if self._owned(path, token, sha256):
+                    return Put(candidate, "already")
+                if conflict is Conflict.SKIP_IDENTICAL and _same_bytes(path, sha256):
+                    return Put(candidate, "skipped")
+                if conflict is not Conflict.INCREMENT:
+                    raise ConflictError(
+                        f"target {self.name}:{candidate} exists"
+                        + (" with different content" if conflict is Conflict.SKIP_IDENTICAL else "")
+                        + f" and the conflict policy is '{conflict.value}' "
+                        "(use conflict: increment, overwrite or skip_identical)") from None
+        raise ConflictError(f"more than {_MAX_INCREMENT} names taken for {self.name}:{key}")
+
+    def plan(self, key: str, conflict: Conflict, sha256: Callable[[], str]) -> Put:
+        self._path(key)
+        for n in range(_MAX_INCREMENT):
+            candidate = key if n == 0 else incremented(key, n)
+            path = self.root / candidate
+            if not path.exists():
+                return Put(candidate, "written")
+            if conflict is Conflict.OVERWRITE:
+                return Put(candidate, "written")
+            if conflict is Conflict.SKIP_IDENTICAL and _same_bytes(path, sha256):
+                return Put(candidate, "skipped")
+            if conflict is not Conflict.INCREMENT:
+                raise ConflictError(f"target {self.name}:{candidate} exists and the conflict policy is '{conflict.value}'")
+        raise ConflictError(f"more than {_MAX_INCREMENT} names taken for {self.name}:{key}")
+
+    def _copy(self, source: Path, tmp: Path, token: str) -> None:
+        src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+            try:
+                size = os.fstat(src).st_size
+                offset = 0
+                while offset < size or size == 0:
+                    sent = os.sendfile(dst, src, offset, max(size - offset, 1 << 20))
+                    if sent == 0:
+                        break
+                    offset += sent
+                if self._xattrs:
+                    try:
+                        os.setxattr(dst, TOKEN_XATTR, token.encode())
+                    except OSError as exc:
+                        if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                            raise
+                        self._xattrs = False  # this file system has none: fall back to comparing bytes
+            finally:
+                os.close(dst)
+        finally:
+            os.close(src)
+
+    def _owned(self, path: Path, token: str, sha256: Callable[[], str]) -> bool:
+        if self._xattrs:
+            try:
+                return os.getxattr(path, TOKEN_XATTR, follow_symlinks=False) == token.encode()
+            except OSError:
+                return False
+        return _same_bytes(path, sha256)
+
+    # -- the rest of the contract --------------------------------------------------------------------
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def read_bytes(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def delete(self, key: str) -> bool:
+        try:
+            self._path(key).unlink()
+            self._dirty = True
+            return True
+        except FileNotFoundError:
+            return False
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        base = self.root / clean_key(prefix, allow_empty=True) if prefix else self.root
+        for folder, dirs, files in os.walk(base):
+            dirs.sort()
+            rel = Path(folder).relative_to(self.root).as_posix()
+            for name in sorted(files):
+                if not name.startswith(TEMP_PREFIX):
+                    yield name if rel == "." else f"{rel}/{name}"
+
+    def sync(self) -> None:
+        if not (self.fsync and self._dirty):
+            return
+        self._dirty = False
+        # One syncfs() per batch instead of an fsync per file: same durability, a fraction of the cost.
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if _libc.syncfs(fd) != 0:
+                err = ctypes.get_errno()
+                raise TransientError(f"syncfs({self.root}) failed: {os.strerror(err)}")
+        finally:
+            os.close(fd)
+
+
+def _same_bytes(path: Path, sha256: Callable[[], str]) -> bool:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError:
+        return False
+    return digest.hexdigest() == sha256()
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+_PERMANENT = {errno.ENAMETOOLONG, errno.EINVAL, errno.EISDIR, errno.ENOTDIR, errno.ELOOP, errno.EEXIST,
+              errno.EFBIG, errno.EILSEQ}
+
+
+def _classify(exc: OSError, what: str) -> Exception:
+    """Full disks, flaky mounts and permission fixes are worth waiting for; bad names are not."""
+    text = f"{what}: {exc.strerror or exc}"
+    if exc.errno in _PERMANENT:
+        return PermanentError(text)
+    return TransientError(text)

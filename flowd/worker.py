@@ -1,0 +1,208 @@
+"""Workers: claim a batch, run the engine on each job, make outputs durable, journal, then finalise sources.
+
+Order per batch (the invariants in one place):
+  1. run every job's steps (outputs land under temp names, then atomically in place)
+  2. sync the storages that were written (outputs durable)
+  3. journal steps, traces and each job's decided fate (one transaction)
+  4. apply fates: delete / move / quarantine the sources
+  5. mark jobs done (one transaction)
+A crash between any two leaves a claimed job whose retry skips journalled steps, recognises its own
+unjournalled outputs by their step token, and re-applies the recorded fate idempotently.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from loguru import logger
+
+from flowd.asset import Asset
+from flowd.context import RunContext
+from flowd.errors import PermanentError, StepError, TransientError
+from flowd.hotfolder import apply_fate, same_file
+from flowd.queue import Claimed, Finished, JobQueue, backoff
+from flowd.runtime import Runtime
+from flowd.trace import RunTrace
+
+
+def post_json(url: str, payload: dict[str, Any], headers: dict[str, str], timeout: float, key: str) -> int:
+    body = json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=body, method="POST", headers={
+        "Content-Type": "application/json", "Idempotency-Key": key, "User-Agent": "flowd", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        if exc.code in (408, 425, 429) or exc.code >= 500:
+            raise TransientError(f"webhook {url} answered {exc.code}") from None
+        raise PermanentError(f"webhook {url} answered {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TransientError(f"webhook {url} unreachable: {reason}") from None
+
+
+class Processor:
+    def __init__(self, queue: JobQueue, get_runtime: Callable[[], Runtime]) -> None:
+        self.queue = queue
+        self.get_runtime = get_runtime
+
+    def context(self, rt: Runtime, now: datetime, tenant: str, simulate: bool = False) -> RunContext:
+        return RunContext(now=now, storages=rt.storages, simulate=simulate, post_json=post_json,
+                          seen_content=lambda rule, sha: self.queue.seen_content(tenant, rule, sha))
+
+    def run_batch(self, batch: list[Claimed]) -> list[Finished]:
+        rt = self.get_runtime()  # the whole batch runs under one rule set, even across a SIGHUP
+        results = [self._run_job(rt, job) for job in batch]
+        for storage in rt.storages.values():
+            try:
+                storage.sync()
+            except StepError as exc:
+                # Nothing may be finalised on top of outputs that are not durable: wait and redo.
+                logger.warning("storage {} not durable yet: {}", storage.name, exc)
+                return self._all_wait(results, str(exc))
+        owned = self.queue.journal(results)
+        final = []
+        for f in results:
+            if f.job.id not in owned:
+                logger.warning("job {} was taken over by another worker; dropping this run's result", f.job.id)
+                continue
+            self._finalise(rt, f)
+            final.append(f)
+        self.queue.finish(final)
+        return final
+
+    def _run_job(self, rt: Runtime, job: Claimed) -> Finished:
+        folder = rt.folders.get(job.hotfolder)
+        trace = RunTrace(job.id, job.attempts, rt.digest)
+        if folder is None:
+            trace.status = "ignored"
+            return Finished(job, "done", "ignored", trace=trace.to_dict(),
+                            error=f"hot folder '{job.hotfolder}' is no longer configured")
+        if job.fate:  # decided by an earlier attempt: only the source's fate is left to apply
+            trace.fate = job.fate
+            return Finished(job, "done", "quarantined" if job.fate == "quarantine" else "finished", fate=job.fate,
+                            trace=None, ruleset=rt.digest)
+        if not same_file(folder.root / job.relpath, job.size, job.mtime_ns):
+            gone = not (folder.root / job.relpath).exists()
+            trace.status = "vanished" if gone else "superseded"
+            return Finished(job, "done", trace.status, trace=trace.to_dict(), ruleset=rt.digest)
+        detected = datetime.fromtimestamp(job.created)
+        asset = Asset(job.id, job.tenant, job.hotfolder, folder.root, job.relpath, job.size, job.mtime_ns,
+                      detected, folder.spec.output, job.relpath.rsplit("/", 1)[-1])
+        done = self.queue.done_steps(job.id) if job.attempts > 1 else {}
+        ctx = self.context(rt, detected, job.tenant)
+        outcome = rt.engine.run(asset, ctx, trace, done)
+        if outcome.transient:
+            delay = backoff(job.attempts, rt.config.settings.flowd.retry_base_seconds,
+                            rt.config.settings.flowd.retry_max_seconds)
+            trace.fate = f"retry in {delay:.1f}s"
+            return Finished(job, "waiting", "waiting", error=(outcome.error or {}).get("reason"),
+                            retry_at=time.time() + delay, steps=outcome.steps, trace=trace.to_dict(),
+                            ruleset=rt.digest)
+        if outcome.status == "vanished":
+            return Finished(job, "done", "vanished", steps=outcome.steps, trace=trace.to_dict(), ruleset=rt.digest)
+        fate = folder.fate(outcome.matched, outcome.consumes, outcome.status == "quarantined")
+        trace.fate = fate
+        error = json.dumps({**(outcome.error or {}), "job": job.id}) if outcome.error else None
+        return Finished(job, "quarantined" if fate == "quarantine" else "done", outcome.status, fate=fate,
+                        error=error, steps=outcome.steps, ledger=outcome.ledger, trace=trace.to_dict(),
+                        ruleset=rt.digest)
+
+    def _finalise(self, rt: Runtime, f: Finished) -> None:
+        folder = rt.folders.get(f.job.hotfolder)
+        if folder is None or f.fate is None or f.state == "waiting":
+            return
+        error = json.loads(f.error) if f.error else None
+        if f.fate == "quarantine" and error is None:
+            error = {"reason": "quarantined", "job": f.job.id}
+        try:
+            done = apply_fate(folder, f.job.relpath, f.job.size, f.job.mtime_ns, f.fate, error)
+            if f.fate == "quarantine":
+                f.state = "quarantined"
+                if done.startswith("quarantined to "):
+                    f.error = json.dumps({**(error or {}), "quarantined": done.removeprefix("quarantined to ")})
+                logger.warning("quarantined {}/{}: {}", folder.name, f.job.relpath, (error or {}).get("reason"))
+            logger.debug("job {} {}: source {}", f.job.id, f.status, done)
+        except TransientError as exc:
+            delay = backoff(f.job.attempts, rt.config.settings.flowd.retry_base_seconds,
+                            rt.config.settings.flowd.retry_max_seconds)
+            logger.warning("job {}: {}; retrying in {:.1f}s", f.job.id, exc, delay)
+            f.state, f.retry_at, f.error = "waiting", time.time() + delay, str(exc)
+        except PermanentError as exc:
+            # The source stays where it is; the job is marked so a person sees it in `flowd status`.
+            logger.error("job {}: {}", f.job.id, exc)
+            f.state, f.status, f.error = "quarantined", "quarantined", json.dumps({"reason": str(exc), "job": f.job.id})
+
+    def _all_wait(self, results: list[Finished], reason: str) -> list[Finished]:
+        for f in results:
+            f.state, f.status, f.fate, f.error = "waiting", "waiting", None, reason
+            f.retry_at = time.time() + 5
+        self.queue.finish(results)
+        return results
+
+
+class WorkerPool:
+    """N threads claiming batches. Idle workers sleep on a condition the intake notifies."""
+
+    def __init__(self, processor: Processor, count: int, batch_size: int,
+                 on_batch: Callable[[list[Finished]], None] | None = None) -> None:
+        self.processor = processor
+        self.count = count
+        self.batch_size = batch_size
+        self.on_batch = on_batch
+        self._wake = threading.Condition()
+        self._pending = False
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.busy = 0
+        self._busy_lock = threading.Lock()
+
+    def start(self) -> None:
+        for i in range(self.count):
+            t = threading.Thread(target=self._loop, name=f"worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def notify(self) -> None:
+        with self._wake:
+            self._pending = True
+            self._wake.notify_all()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Drain: workers finish the batch in hand, then exit."""
+        self._stop.set()
+        self.notify()
+        for t in self._threads:
+            t.join(timeout)
+
+    def _loop(self) -> None:
+        queue = self.processor.queue
+        while not self._stop.is_set():
+            try:
+                with self._busy_lock:
+                    self.busy += 1
+                try:
+                    batch = queue.claim(self.batch_size)
+                    if batch:
+                        results = self.processor.run_batch(batch)
+                        if self.on_batch:
+                            self.on_batch(results)
+                        continue
+                finally:
+                    with self._busy_lock:
+                        self.busy -= 1
+            except Exception as exc:  # the database went away, a bug: log, pause, go on
+                logger.opt(exception=exc).error("worker error: {}", exc)
+                self._stop.wait(1.0)
+                continue
+            with self._wake:
+                if not self._pending and not self._stop.is_set():
+                    self._wake.wait(timeout=1.0)
+                self._pending = False
