@@ -38,6 +38,7 @@ class Asset:
     detected_at: datetime
     output: str | None
     name: str
+    disposable: bool = False  # the source is deleted once the job succeeds (after = "delete")
     lazy: _Lazy = field(default_factory=_Lazy, compare=False, repr=False)
 
     @property

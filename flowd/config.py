@@ -7,6 +7,7 @@ behaves the same from any working directory.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import socket
 import tomllib
@@ -14,16 +15,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from flowd.errors import ConfigError, ConfigErrors
 from flowd.locate import toml_index, toml_line
 from flowd.target import TargetError, parse_target
-from flowd.validation import config_errors
+from flowd.validation import LineOf, config_errors, problems
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+def _name(value: str) -> str:
+    # A sentence instead of pydantic's "String should match pattern '^[A-Za-z0-9]...'".
+    if not re.fullmatch(NAME_PATTERN, value):
+        raise ValueError("a name is 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_name)]
 DEFAULT_IGNORE = ["*.part", "*.tmp", "*.crdownload", "~$*", ".*"]
 
 
@@ -62,6 +72,8 @@ class LocalStorage(BaseModel):
     root: str
     tenants: list[Name] | None = None  # None: open to every tenant
     fsync: bool = True  # make outputs durable before a source is removed
+    # Hard-link a source that is about to be removed instead of copying it, when on the same file system.
+    link: bool = True
 
 
 StorageSpec = LocalStorage
@@ -115,15 +127,7 @@ class Settings(BaseModel):
     flowd: Core = Field(default_factory=Core)
     storage: dict[Name, StorageSpec] = Field(default_factory=dict)
     hotfolders: list[HotFolder] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _names_unique(self) -> Settings:
-        seen: set[str] = set()
-        for hf in self.hotfolders:
-            if hf.name in seen:
-                raise ValueError(f"hot folder name '{hf.name}' is used twice; names must be unique")
-            seen.add(hf.name)
-        return self
+    # Unique hot folder names are checked in cross_check, which knows the line of the second one.
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,14 +177,20 @@ def load_config(file: str | Path) -> Config:
     def line_of(loc: object) -> int | None:
         return toml_line(index, loc)  # type: ignore[arg-type]
 
+    table = data.pop("flowd", {})
+    if not isinstance(table, dict):  # `flowd = 1`: Core(**table) would be a TypeError
+        raise ConfigErrors([ConfigError(shown, line_of(("flowd",)), "flowd",
+                                        "expected a [flowd] table of key = value lines", table)])
     try:
-        core = Core(**data.pop("flowd", {}))
+        core = Core(**table)
+    except ValidationError as exc:
+        raise ConfigErrors(_core_errors(exc, shown, line_of)) from None
+    except SettingsError as exc:  # FLOWD_RULES=rules/*.yaml: a list from the environment must be JSON
+        raise ConfigErrors([_env_parse_error(exc, shown)]) from None
+    try:
         settings = Settings(flowd=core, **data)
     except ValidationError as exc:
-        prefix: tuple[str, ...] = ("flowd",) if exc.title == "Core" else ()
-        raise ConfigErrors(config_errors(exc, shown, line_of, Settings, prefix)) from None
-    except TypeError as exc:  # a top-level key that is not a table, e.g. `flowd = 1`
-        raise ConfigErrors([ConfigError(shown, None, "", f"malformed config: {exc}")]) from None
+        raise ConfigErrors(config_errors(exc, shown, line_of, Settings)) from None
     config = Config(settings, path.resolve(), path.resolve().parent, hashlib.sha256(raw).hexdigest())
     errors = cross_check(config, shown, line_of)
     if errors:
@@ -194,9 +204,17 @@ def cross_check(config: Config, shown: str, line_of: object) -> list[ConfigError
     errors: list[ConfigError] = []
     s = config.settings
     roots = {name: config.path(spec.root).resolve() for name, spec in s.storage.items()}
-    folders = {hf.name: config.path(hf.path).resolve() for hf in s.hotfolders}
+    # By position, not name: with a duplicate name, a dict would lose a folder and report odd overlaps.
+    folders = [config.path(hf.path).resolve() for hf in s.hotfolders]
+    first: dict[str, int] = {}
     for i, hf in enumerate(s.hotfolders):
         loc = ("hotfolders", i)
+        if hf.name in first:
+            j = first[hf.name]
+            errors.append(ConfigError(shown, find((*loc, "name")), f"hotfolders.{i}.name",
+                                      f"hot folder name '{hf.name}' is already used by hotfolders.{j} "
+                                      f"(line {find(('hotfolders', j, 'name'))}); names must be unique", hf.name))
+        first.setdefault(hf.name, i)
         if hf.output:
             storage = parse_target(hf.output).storage
             if storage not in s.storage:
@@ -207,7 +225,7 @@ def cross_check(config: Config, shown: str, line_of: object) -> list[ConfigError
                 errors.append(ConfigError(shown, find((*loc, "output")), f"hotfolders.{i}.output",
                                           f"storage '{storage}' is not open to tenant '{hf.tenant}'", hf.output,
                                           ", ".join(s.storage[storage].tenants or [])))
-        own = folders[hf.name]
+        own = folders[i]
         for key in ("errors", "unmatched", "after"):
             value = getattr(hf, key)
             if value in ("leave", "delete", "keep"):
@@ -217,17 +235,48 @@ def cross_check(config: Config, shown: str, line_of: object) -> list[ConfigError
                 errors.append(ConfigError(shown, find((*loc, key)), f"hotfolders.{i}.{key}",
                                           "must not be inside the hot folder it serves (files would loop)", value))
         for other, root in roots.items():
-            if _inside(own, root) or _inside(root, own):
+            if own == root or _inside(own, root) or _inside(root, own):
                 errors.append(ConfigError(shown, find((*loc, "path")), f"hotfolders.{i}.path",
                                           f"overlaps the root of storage '{other}'", hf.path))
     for i, a in enumerate(s.hotfolders):
-        for b in s.hotfolders[i + 1:]:
-            pa, pb = folders[a.name], folders[b.name]
+        for j in range(i + 1, len(s.hotfolders)):
+            b, pa, pb = s.hotfolders[j], folders[i], folders[j]
             if pa == pb or (a.recursive and _inside(pb, pa)) or (b.recursive and _inside(pa, pb)):
                 errors.append(ConfigError(shown, find(("hotfolders", i, "path")), f"hotfolders.{i}.path",
                                           f"hot folders '{a.name}' and '{b.name}' overlap; one file would be two jobs",
                                           a.path))
     return errors
+
+
+def _core_errors(exc: ValidationError, shown: str, line_of: LineOf) -> list[ConfigError]:
+    """[flowd] errors. A value from a FLOWD_* variable names the variable: the file's line is not the culprit."""
+    out = []
+    for problem in problems(exc, Core):
+        field = str(problem.loc[0]) if problem.loc else ""
+        var = _env_name(field) if field in Core.model_fields else None
+        if var is not None:
+            out.append(ConfigError(shown, None, f"environment {var}", problem.message, problem.got, problem.allowed,
+                                   has_got=problem.has_got))
+        else:
+            loc = ["flowd", *problem.loc]
+            out.append(ConfigError(shown, line_of(loc), ".".join(map(str, loc)), problem.message, problem.got,
+                                   problem.allowed, has_got=problem.has_got))
+    return out
+
+
+def _env_parse_error(exc: SettingsError, shown: str) -> ConfigError:
+    match = re.search(r'field "([^"]+)"', str(exc))
+    var = _env_name(match.group(1)) if match else None
+    if var is None:
+        return ConfigError(shown, None, "environment", str(exc))
+    return ConfigError(shown, None, f"environment {var}", 'not valid JSON; a list is written like ["rules/*.yaml"]',
+                       os.environ[var])
+
+
+def _env_name(field: str) -> str | None:
+    # pydantic-settings matches FLOWD_* case-insensitively; show the variable as it is spelt.
+    wanted = f"{Core.model_config.get('env_prefix', '')}{field}".upper()
+    return next((name for name in os.environ if name.upper() == wanted), None)
 
 
 def _inside(child: Path, parent: Path) -> bool:

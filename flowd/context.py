@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,3 +19,5 @@ class RunContext:
     simulate: bool
     post_json: PostJson
     seen_content: Callable[[str, str], int | None]  # (rule, sha256) -> job id that processed it
+    # Outputs of this job that share their bytes with the source (at most one: see Store.run).
+    linked: list[tuple[str, str]] = field(default_factory=list)

@@ -95,10 +95,13 @@ class Processor:
             return Finished(job, "done", trace.status, trace=trace.to_dict(), ruleset=rt.digest)
         detected = datetime.fromtimestamp(job.created)
         asset = Asset(job.id, job.tenant, job.hotfolder, folder.root, job.relpath, job.size, job.mtime_ns,
-                      detected, folder.spec.output, job.relpath.rsplit("/", 1)[-1])
+                      detected, folder.spec.output, job.relpath.rsplit("/", 1)[-1],
+                      disposable=folder.spec.after == "delete")
         done = self.queue.done_steps(job.id) if job.attempts > 1 else {}
         ctx = self.context(rt, detected, job.tenant)
         outcome = rt.engine.run(asset, ctx, trace, done)
+        if ctx.linked and (outcome.transient or outcome.status == "quarantined"):
+            self._unshare(rt, ctx.linked)
         if outcome.transient:
             delay = backoff(job.attempts, rt.config.settings.flowd.retry_base_seconds,
                             rt.config.settings.flowd.retry_max_seconds)
@@ -114,6 +117,14 @@ class Processor:
         return Finished(job, "quarantined" if fate == "quarantine" else "done", outcome.status, fate=fate,
                         error=error, steps=outcome.steps, ledger=outcome.ledger, trace=trace.to_dict(),
                         ruleset=rt.digest)
+
+    def _unshare(self, rt: Runtime, linked: list[tuple[str, str]]) -> None:
+        """The source stays (waiting or quarantined): an output linked to it must not change with it."""
+        for storage, key in linked:
+            try:
+                rt.storages[storage].unshare(key)
+            except StepError as exc:
+                logger.error("output {}:{} still shares its bytes with its source: {}", storage, key, exc)
 
     def _finalise(self, rt: Runtime, f: Finished) -> None:
         folder = rt.folders.get(f.job.hotfolder)

@@ -44,8 +44,12 @@ class Store:
         if ctx.simulate:
             put = storage.plan(target.key, self.conflict, asset.sha256)
         else:
+            # One link per job at most: two outputs sharing one inode would also share the step token.
+            may_link = (asset.disposable or self.consumes) and not ctx.linked
             put = storage.put_file(target.key, asset.path, conflict=self.conflict, token=step.token,
-                                   sha256=asset.sha256)
+                                   sha256=asset.sha256, may_link=may_link)
+            if put.linked:
+                ctx.linked.append((target.storage, put.key))
         record = {"target": f"{target.storage}:{put.key}", "outcome": put.outcome, "conflict": self.conflict.value}
         return Result(asset, record, consumes=self.consumes)
 

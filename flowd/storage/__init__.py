@@ -13,5 +13,5 @@ def build_storages(config: Config) -> dict[str, Storage]:
     out: dict[str, Storage] = {}
     for name, spec in config.settings.storage.items():
         tenants = frozenset(spec.tenants) if spec.tenants is not None else None
-        out[name] = LocalStorage(name, config.path(spec.root), tenants, spec.fsync)
+        out[name] = LocalStorage(name, config.path(spec.root), tenants, spec.fsync, spec.link)
     return out

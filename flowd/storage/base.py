@@ -22,6 +22,7 @@ class Put:
 
     key: str
     outcome: Literal["written", "skipped", "already"]
+    linked: bool = False  # shares its bytes with the source until the source is removed
 
 
 class Storage(Protocol):
@@ -29,12 +30,17 @@ class Storage(Protocol):
     tenants: frozenset[str] | None
 
     def put_file(self, key: str, source: Path, *, conflict: Conflict, token: str,
-                 sha256: Callable[[], str]) -> Put:
+                 sha256: Callable[[], str], may_link: bool = False) -> Put:
         """Write `source` at `key` under the conflict policy, atomically (temp name, then into place).
 
         `token` identifies the step: a retry with the same token recognises its own earlier write
-        instead of writing a second copy.
+        instead of writing a second copy. `may_link`: the source will be removed once the job succeeds,
+        so a storage on the same file system may hard-link it instead of copying the bytes.
         """
+        ...
+
+    def unshare(self, key: str) -> None:
+        """Give a linked output its own copy of the bytes (its source is staying after all)."""
         ...
 
     def plan(self, key: str, conflict: Conflict, sha256: Callable[[], str]) -> Put:

@@ -7,6 +7,7 @@ import ctypes.util
 import errno
 import hashlib
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,11 +23,14 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 
 
 class LocalStorage:
-    def __init__(self, name: str, root: Path, tenants: frozenset[str] | None = None, fsync: bool = True) -> None:
+    def __init__(self, name: str, root: Path, tenants: frozenset[str] | None = None, fsync: bool = True,
+                 link: bool = True) -> None:
         self.name = name
         self.root = root
         self.tenants = tenants
         self.fsync = fsync
+        self.link = link
+        self._device: int | None = None
         self._dirs: set[Path] = set()
         self._dirty = False
         self._lock = threading.Lock()
@@ -58,23 +62,65 @@ class LocalStorage:
 
     # -- writes --------------------------------------------------------------------------------------
     def put_file(self, key: str, source: Path, *, conflict: Conflict, token: str,
-                 sha256: Callable[[], str]) -> Put:
+                 sha256: Callable[[], str], may_link: bool = False) -> Put:
         path = self._path(key)
         self._ensure_dir(path.parent)
         tmp = path.parent / f"{TEMP_PREFIX}{token}"
         try:
-            self._copy(source, tmp, token)
+            linked = may_link and self.link and self._link(source, tmp)
+            if not linked:
+                self._copy(source, tmp)
+            self._tag(tmp, token)
             self._dirty = True
             if conflict is Conflict.OVERWRITE:
                 os.replace(tmp, path)
-                return Put(key, "written")
+                return Put(key, "written", linked)
             try:
-                return self._place(tmp, key, conflict, token, sha256)
+                put = self._place(tmp, key, conflict, token, sha256)
+                return Put(put.key, put.outcome, linked and put.outcome == "written")
             finally:
                 _unlink_quietly(tmp)
         except OSError as exc:
             _unlink_quietly(tmp)
             raise _classify(exc, f"cannot write {path}") from None
+
+    def _link(self, source: Path, tmp: Path) -> bool:
+        """Hard-link instead of copying when source and storage share a file system: no bytes move,
+        and removing the source later frees no blocks. Callers only ask when the source is going away."""
+        if self._device is None:
+            self._device = os.stat(self.root).st_dev
+        try:
+            st = os.lstat(source)
+            if st.st_dev != self._device or not stat.S_ISREG(st.st_mode):
+                return False
+            _unlink_quietly(tmp)  # left by an attempt that crashed
+            os.link(source, tmp, follow_symlinks=False)
+            return True
+        except OSError as exc:
+            if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
+                return False
+            raise
+
+    def unshare(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if st.st_nlink <= 1:
+            return
+        tmp = path.parent / f"{TEMP_PREFIX}unshare-{os.getpid()}-{threading.get_ident()}"
+        try:
+            self._copy(path, tmp)
+            try:
+                token = os.getxattr(path, TOKEN_XATTR, follow_symlinks=False)
+                os.setxattr(tmp, TOKEN_XATTR, token)
+            except OSError:
+                pass
+            os.replace(tmp, path)
+        except OSError as exc:
+            _unlink_quietly(tmp)
+            raise _classify(exc, f"cannot unshare {path}") from None
 
     def _place(self, tmp: Path, key: str, conflict: Conflict, token: str, sha256: Callable[[], str]) -> Put:
         for n in range(_MAX_INCREMENT):
@@ -112,7 +158,17 @@ class LocalStorage:
                 raise ConflictError(f"target {self.name}:{candidate} exists and the conflict policy is '{conflict.value}'")
         raise ConflictError(f"more than {_MAX_INCREMENT} names taken for {self.name}:{key}")
 
-    def _copy(self, source: Path, tmp: Path, token: str) -> None:
+    def _tag(self, tmp: Path, token: str) -> None:
+        if not self._xattrs:
+            return
+        try:
+            os.setxattr(tmp, TOKEN_XATTR, token.encode(), follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            self._xattrs = False  # this file system has none: fall back to comparing bytes
+
+    def _copy(self, source: Path, tmp: Path) -> None:
         src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
@@ -124,13 +180,6 @@ class LocalStorage:
                     if sent == 0:
                         break
                     offset += sent
-                if self._xattrs:
-                    try:
-                        os.setxattr(dst, TOKEN_XATTR, token.encode())
-                    except OSError as exc:
-                        if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
-                            raise
-                        self._xattrs = False  # this file system has none: fall back to comparing bytes
             finally:
                 os.close(dst)
         finally:
