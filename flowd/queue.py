@@ -19,6 +19,8 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from sqlalchemy.engine import Connection
+
 from flowd.db import Database, jobs, ledger, nodes, now, steps, traces
 
 
@@ -151,6 +153,10 @@ class JobQueue:
             return conn.execute(select(func.min(jobs.c.not_before)).where(jobs.c.state == "waiting")).scalar()
 
     def claim(self, limit: int) -> list[Claimed]:
+        with self.db.write() as conn:
+            return self._claim(conn, limit)
+
+    def _claim(self, conn: Connection, limit: int) -> list[Claimed]:
         t = now()
         token = secrets.token_hex(8)
         pick = select(jobs.c.id).where(jobs.c.state == "queued").order_by(jobs.c.id).limit(limit)
@@ -161,8 +167,7 @@ class JobQueue:
                         lease_until=t + self.lease_seconds, attempts=jobs.c.attempts + 1, updated=t)
                 .returning(jobs.c.id, jobs.c.tenant, jobs.c.hotfolder, jobs.c.relpath_raw, jobs.c.size,
                            jobs.c.mtime_ns, jobs.c.attempts, jobs.c.created, jobs.c.fate))
-        with self.db.write() as conn:
-            rows = conn.execute(stmt).all()
+        rows = conn.execute(stmt).all()
         out = [Claimed(r.id, r.tenant, r.hotfolder, bytes(r.relpath_raw).decode("utf-8", "surrogateescape"),
                        r.size, r.mtime_ns, r.attempts, r.created, r.fate, token) for r in rows]
         out.sort(key=lambda c: c.id)
@@ -207,17 +212,18 @@ class JobQueue:
                              .values(fate=bindparam("fate"), ruleset=bindparam("rs")), fates)
         return owned
 
-    def finish(self, results: Sequence[Finished]) -> None:
+    def finish(self, results: Sequence[Finished], claim: int = 0) -> list[Claimed]:
+        """Mark jobs done/waiting/quarantined and, in the same transaction, claim the next batch."""
         t = now()
         rows = [{"jid": f.job.id, "tok": f.job.token, "st": f.state, "status": f.status, "err": f.error,
                  "nb": f.retry_at, "fate": f.fate} for f in results]
-        if not rows:
-            return
         with self.db.write() as conn:
-            conn.execute(update(jobs).where(jobs.c.id == bindparam("jid"), jobs.c.lease_token == bindparam("tok"))
-                         .values(state=bindparam("st"), status=bindparam("status"), error=bindparam("err"),
-                                 not_before=bindparam("nb"), fate=bindparam("fate"), lease_owner=None,
-                                 lease_token=None, lease_until=None, updated=t), rows)
+            if rows:
+                conn.execute(update(jobs).where(jobs.c.id == bindparam("jid"), jobs.c.lease_token == bindparam("tok"))
+                             .values(state=bindparam("st"), status=bindparam("status"), error=bindparam("err"),
+                                     not_before=bindparam("nb"), fate=bindparam("fate"), lease_owner=None,
+                                     lease_token=None, lease_until=None, updated=t), rows)
+            return self._claim(conn, claim) if claim else []
 
 
 def backoff(attempts: int, base: float, cap: float) -> float:

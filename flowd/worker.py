@@ -57,7 +57,9 @@ class Processor:
         return RunContext(now=now, storages=rt.storages, simulate=simulate, post_json=post_json,
                           seen_content=lambda rule, sha: self.queue.seen_content(tenant, rule, sha))
 
-    def run_batch(self, batch: list[Claimed]) -> list[Finished]:
+    def run_batch(self, batch: list[Claimed], claim_next: int = 0) -> tuple[list[Finished], list[Claimed]]:
+        """Process a claimed batch; returns its results and (if asked) the next batch, claimed in the
+        same transaction that finishes this one."""
         rt = self.get_runtime()  # the whole batch runs under one rule set, even across a SIGHUP
         results = [self._run_job(rt, job) for job in batch]
         for storage in rt.storages.values():
@@ -66,7 +68,7 @@ class Processor:
             except StepError as exc:
                 # Nothing may be finalised on top of outputs that are not durable: wait and redo.
                 logger.warning("storage {} not durable yet: {}", storage.name, exc)
-                return self._all_wait(results, str(exc))
+                return self._all_wait(results, str(exc)), []
         owned = self.queue.journal(results)
         final = []
         for f in results:
@@ -75,8 +77,7 @@ class Processor:
                 continue
             self._finalise(rt, f)
             final.append(f)
-        self.queue.finish(final)
-        return final
+        return final, self.queue.finish(final, claim_next)
 
     def _run_job(self, rt: Runtime, job: Claimed) -> Finished:
         folder = rt.folders.get(job.hotfolder)
@@ -201,11 +202,11 @@ class WorkerPool:
                     self.busy += 1
                 try:
                     batch = queue.claim(self.batch_size)
-                    if batch:
-                        results = self.processor.run_batch(batch)
+                    while batch:
+                        more = 0 if self._stop.is_set() else self.batch_size
+                        results, batch = self.processor.run_batch(batch, more)
                         if self.on_batch:
                             self.on_batch(results)
-                        continue
                 finally:
                     with self._busy_lock:
                         self.busy -= 1
