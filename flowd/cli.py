@@ -97,14 +97,15 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from flowd.runtime import load_runtime
     from flowd.trace import RunTrace
-    from flowd.worker import post_json
+    from flowd.actions.webhook import post_json
 
     from flowd.context import RunContext
 
     rt = load_runtime(args.config)
     status = 0
     for raw in args.paths:
-        path = Path(raw).absolute()
+        given = Path(raw).absolute()
+        path = given.parent.resolve() / given.name  # a hot folder reached through a symlinked parent
         folder = rt.folders.get(args.hotfolder) if args.hotfolder else next(
             (f for f in rt.folders.values() if path.is_relative_to(f.root)), None)
         if folder is None:
@@ -144,6 +145,7 @@ def _db(args: argparse.Namespace) -> Any:
     from flowd.db import Database
 
     config = load_config(args.config)
+    config.data_dir.mkdir(parents=True, exist_ok=True)  # status on a site that never ran: an empty queue
     return config, Database(config.database_url)
 
 
@@ -174,7 +176,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
                 bodies = bodies[-1:]
             for body in bodies:
                 if args.json:
-                    print(json.dumps({"hotfolder": job.hotfolder, "relpath": job.relpath, "state": job.state, **body},
+                    print(json.dumps({"tenant": job.tenant, "hotfolder": job.hotfolder, "relpath": job.relpath,
+                                      "state": job.state, **body},
                                      ensure_ascii=False))
                 else:
                     print(render_trace(body, f"job {job.id} {job.hotfolder}/{job.relpath} [{job.state}] "
@@ -258,9 +261,17 @@ def cmd_retry(args: argparse.Namespace) -> int:
             print(f"job {row.id}: the file is neither in {held or folder.errors} nor at {source}", file=sys.stderr)
             continue
         st = os.lstat(source)
-        with db.write() as conn:
-            conn.execute(update(jobs).where(jobs.c.id == row.id).values(state="done", status="retried", dedupe=None))
-        queue.enqueue([Detected(row.tenant, row.hotfolder, relpath, st.st_size, st.st_mtime_ns)])
+        if (st.st_size, st.st_mtime_ns) == (row.size, row.mtime_ns):
+            # The same file: resume this job, so steps that succeeded are not redone (a second write of
+            # its own output would conflict with the first) and only what failed runs again.
+            with db.write() as conn:
+                conn.execute(update(jobs).where(jobs.c.id == row.id, jobs.c.state == "quarantined").values(
+                    state="queued", status=None, fate=None, error=None, not_before=None, updated=time.time()))
+        else:  # the file was replaced: new bytes are a new job
+            with db.write() as conn:
+                conn.execute(update(jobs).where(jobs.c.id == row.id).values(state="done", status="retried",
+                                                                            dedupe=None))
+            queue.enqueue([Detected(row.tenant, row.hotfolder, relpath, st.st_size, st.st_mtime_ns)])
         retried += 1
         print(f"job {row.id}: {row.hotfolder}/{row.relpath} re-queued")
     return 0 if retried else 1

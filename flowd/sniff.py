@@ -37,8 +37,9 @@ def _looks_like_text(head: bytes) -> bool:
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as exc:
-        # A multi-byte character cut at the end of the sample is still text.
-        if exc.start < len(head) - 3:
+        # A multi-byte character cut at the end of the sample is still text; a byte that can never
+        # start or continue UTF-8 (b"\xff", b"\x89PN") is not, however short the file.
+        if exc.start < len(head) - 3 or exc.reason != "unexpected end of data":
             return False
     control = sum(1 for b in head if b < 9 or 13 < b < 32)
     return control <= len(head) // 100

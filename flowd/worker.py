@@ -15,14 +15,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from loguru import logger
 
+from flowd.actions.webhook import post_json
 from flowd.asset import Asset
 from flowd.context import RunContext
 from flowd.errors import PermanentError, StepError, TransientError
@@ -30,22 +28,6 @@ from flowd.hotfolder import apply_fate, same_file
 from flowd.queue import Claimed, Finished, JobQueue, backoff
 from flowd.runtime import Runtime
 from flowd.trace import RunTrace
-
-
-def post_json(url: str, payload: dict[str, Any], headers: dict[str, str], timeout: float, key: str) -> int:
-    body = json.dumps(payload).encode()
-    request = urllib.request.Request(url, data=body, method="POST", headers={
-        "Content-Type": "application/json", "Idempotency-Key": key, "User-Agent": "flowd", **headers})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        if exc.code in (408, 425, 429) or exc.code >= 500:
-            raise TransientError(f"webhook {url} answered {exc.code}") from None
-        raise PermanentError(f"webhook {url} answered {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise TransientError(f"webhook {url} unreachable: {reason}") from None
 
 
 class Processor:

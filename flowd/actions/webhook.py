@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -13,7 +16,7 @@ from flowd.action import Result, Step
 from flowd.actions.common import validate
 from flowd.asset import Asset
 from flowd.context import RunContext
-from flowd.errors import PermanentError
+from flowd.errors import PermanentError, TransientError
 from flowd.parse import Loc, Parser
 
 
@@ -62,10 +65,35 @@ class Webhook:
             if secret is None:
                 raise PermanentError(f"environment variable {env} (for header {header}) is not set")
             headers[header] = secret
+        shown = _redact(self.url)
         if ctx.simulate:
-            return Result(asset, {"url": self.url, "outcome": "would post"})
+            return Result(asset, {"url": shown, "outcome": "would post"})
         status = ctx.post_json(self.url, payload, headers, self.timeout, step.token)
-        return Result(asset, {"url": self.url, "status": status})
+        return Result(asset, {"url": shown, "status": status})
+
+
+def _redact(url: str) -> str:
+    """Traces and logs never show credentials embedded in a URL."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
+def post_json(url: str, payload: dict[str, Any], headers: dict[str, str], timeout: float, key: str) -> int:
+    body = json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=body, method="POST", headers={
+        "Content-Type": "application/json", "Idempotency-Key": key, "User-Agent": "flowd", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        if exc.code in (408, 425, 429) or exc.code >= 500:
+            raise TransientError(f"webhook {_redact(url)} answered {exc.code}") from None
+        raise PermanentError(f"webhook {_redact(url)} answered {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TransientError(f"webhook {_redact(url)} unreachable: {reason}") from None
 
 
 def build_webhook(value: object, loc: Loc, p: Parser) -> Webhook | None:

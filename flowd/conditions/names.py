@@ -23,7 +23,9 @@ class Name:
     def check(self, asset: Asset, ctx: RunContext, out: list[Record]) -> bool:
         value = asset.name if self.on == "name" else asset.relpath
         result = any(p.match(value) for p in self.compiled)
-        out.append({"if": self.on, "value": value, "expect": list(self.patterns), "result": result})
+        # The trace names the condition as the rule wrote it: `path`, not the attribute it reads.
+        out.append({"if": "name" if self.on == "name" else "path", "value": value, "expect": list(self.patterns),
+                    "result": result})
         return result
 
 
@@ -89,7 +91,8 @@ def build_regex(value: object, loc: Loc, p: Parser) -> Regex | None:
     if isinstance(value, dict):
         extra = set(value) - {"pattern", "on", "ignore_case"}
         if extra:
-            p.error([*loc, sorted(extra)[0]], f"unknown key '{sorted(extra)[0]}'", None, "pattern, on, ignore_case")
+            key = sorted(extra)[0]
+            p.error([*loc, key], f"unknown key '{key}'", key, "pattern, on, ignore_case")
             return None
         pattern, on, ignore_case = value.get("pattern"), value.get("on", "name"), value.get("ignore_case", False)
         if on not in ("name", "relpath"):
