@@ -87,7 +87,6 @@ class Engine:
                     if rule.stop:
                         break
                     continue
-                out.ledger.append((asset.tenant, rule.name, sha))
             current = asset  # each rule starts from the original asset
             for index, (action, kind) in enumerate(zip(rule.actions, rule.kinds)):
                 step = Step(rule.name, index, self.token(asset.job_id, rule.name, index))
@@ -105,6 +104,8 @@ class Engine:
                     if action.effectful and not ctx.simulate:
                         out.steps.append((step.id, step.token, result.record))
                 out.error = None
+            if rule.once == "content":  # recorded only once every step succeeded: a failed run does not count
+                out.ledger.append((asset.tenant, rule.name, asset.sha256()))
             if rule.stop:
                 break
 

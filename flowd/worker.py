@@ -89,6 +89,8 @@ class Processor:
             delay = backoff(job.attempts, rt.config.settings.flowd.retry_base_seconds,
                             rt.config.settings.flowd.retry_max_seconds)
             trace.fate = f"retry in {delay:.1f}s"
+            logger.warning("job {} {}/{} waiting: {}; retry {} in {:.1f}s", job.id, job.hotfolder, job.relpath,
+                           (outcome.error or {}).get("reason"), job.attempts + 1, delay)
             return Finished(job, "waiting", "waiting", error=(outcome.error or {}).get("reason"),
                             retry_at=time.time() + delay, steps=outcome.steps, trace=trace.to_dict(),
                             ruleset=rt.digest)
