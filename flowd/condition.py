@@ -38,12 +38,24 @@ class Compare:
         return dict(self.bounds)
 
 
+class CompareError(ValueError):
+    """What is wrong in {gt: .., lt: ..}: `key` is the operator at fault (None: the whole mapping)."""
+
+    def __init__(self, message: str, key: str | None, got: Any, allowed: str | None) -> None:
+        super().__init__(message)
+        self.key, self.got, self.allowed = key, got, allowed
+
+
 def parse_compare(value: object, parse: Callable[[object], float], help_text: str) -> Compare:
+    operators = ", ".join(OPERATORS)
     if not isinstance(value, dict) or not value:
-        raise ValueError(f"expected a comparison like {{gt: ..., lt: ...}} with {help_text}")
+        raise CompareError(f"expected a comparison like {{gt: ..., lt: ...}} with {help_text}", None, value, operators)
     bounds = []
     for op, raw in value.items():
         if op not in OPERATORS:
-            raise ValueError(f"unknown comparison '{op}'; allowed: {', '.join(OPERATORS)}")
-        bounds.append((str(op), float(parse(raw))))
+            raise CompareError(f"unknown comparison '{op}'", str(op), op, operators)
+        try:
+            bounds.append((str(op), float(parse(raw))))
+        except ValueError as exc:  # a bad size or duration: name it, not the operators
+            raise CompareError(str(exc), str(op), raw, None) from None
     return Compare(tuple(bounds))

@@ -187,6 +187,10 @@ def load_config(file: str | Path) -> Config:
         raise ConfigErrors(_core_errors(exc, shown, line_of)) from None
     except SettingsError as exc:  # FLOWD_RULES=rules/*.yaml: a list from the environment must be JSON
         raise ConfigErrors([_env_parse_error(exc, shown)]) from None
+    if isinstance(data.get("hotfolders"), dict):  # pydantic would only say "Input should be a valid list"
+        raise ConfigErrors([ConfigError(shown, line_of(("hotfolders",)), "hotfolders",
+                                        "hot folders are a list: start each one with [[hotfolders]] (two brackets)",
+                                        data["hotfolders"])])
     try:
         settings = Settings(flowd=core, **data)
     except ValidationError as exc:
@@ -198,9 +202,9 @@ def load_config(file: str | Path) -> Config:
     return config
 
 
-def cross_check(config: Config, shown: str, line_of: object) -> list[ConfigError]:
+def cross_check(config: Config, shown: str, line_of: LineOf) -> list[ConfigError]:
     """What one field cannot know alone: storages named by outputs, folders that would feed each other."""
-    find = line_of  # type: ignore[assignment]
+    find = line_of
     errors: list[ConfigError] = []
     s = config.settings
     roots = {name: config.path(spec.root).resolve() for name, spec in s.storage.items()}
@@ -234,6 +238,14 @@ def cross_check(config: Config, shown: str, line_of: object) -> list[ConfigError
             if hf.recursive and _inside(target, own) or target == own:
                 errors.append(ConfigError(shown, find((*loc, key)), f"hotfolders.{i}.{key}",
                                           "must not be inside the hot folder it serves (files would loop)", value))
+                continue
+            # Another folder's drop zone would take our errors/unknowns as new work.
+            for j, other in enumerate(s.hotfolders):
+                if j != i and (target == folders[j] or other.recursive and _inside(target, folders[j])):
+                    errors.append(ConfigError(shown, find((*loc, key)), f"hotfolders.{i}.{key}",
+                                              f"must not be inside hot folder '{other.name}' (its files would be "
+                                              "processed again)", value))
+                    break
         for other, root in roots.items():
             if own == root or _inside(own, root) or _inside(root, own):
                 errors.append(ConfigError(shown, find((*loc, "path")), f"hotfolders.{i}.path",
@@ -241,6 +253,8 @@ def cross_check(config: Config, shown: str, line_of: object) -> list[ConfigError
     for i, a in enumerate(s.hotfolders):
         for j in range(i + 1, len(s.hotfolders)):
             b, pa, pb = s.hotfolders[j], folders[i], folders[j]
+            if a.name == b.name:
+                continue  # a copied [[hotfolders]] block: the duplicate name already points at it
             if pa == pb or (a.recursive and _inside(pb, pa)) or (b.recursive and _inside(pa, pb)):
                 errors.append(ConfigError(shown, find(("hotfolders", i, "path")), f"hotfolders.{i}.path",
                                           f"hot folders '{a.name}' and '{b.name}' overlap; one file would be two jobs",

@@ -59,15 +59,21 @@ def toml_index(text: str) -> dict[tuple[str | int, ...], int]:
                 index.setdefault(names, number)
             else:
                 current = _with_array_indexes(names, arrays)
-            index.setdefault(current, number)
+            _set_with_parents(index, current, number)
             continue
         key = _KEY.match(raw)
         if key:
             names = tuple(_unquote(p) for p in key.group(1).split("."))
-            index.setdefault((*current, *names), number)
+            _set_with_parents(index, (*current, *names), number)
             if raw.count('"""') % 2 == 1 or raw.count("'''") % 2 == 1:
                 in_multiline = True
     return index
+
+
+def _set_with_parents(index: dict[tuple[str | int, ...], int], path: tuple[str | int, ...], number: int) -> None:
+    # [storages.lake] also defines the implicit table `storages`: an error about that key needs a line too.
+    for end in range(1, len(path) + 1):
+        index.setdefault(path[:end], number)
 
 
 def toml_line(index: dict[tuple[str | int, ...], int], loc: Loc) -> int | None:

@@ -126,6 +126,7 @@ class Parser:
         try:
             clean_key(skeleton, allow_empty=True)
         except TargetError as exc:
-            self.error(loc, str(exc), source)
+            # Name the path as written ('{name}'), not the skeleton it was checked as ('x').
+            self.error(loc, str(exc).replace(repr(skeleton), repr(rest)), source)
             return None
         return template

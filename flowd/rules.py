@@ -83,6 +83,7 @@ def load_rules(config: Config) -> RuleSet:
     hotfolders = {hf.name: hf for hf in config.settings.hotfolders}
     storages = config.settings.storage
     rules: list[Rule] = []
+    positions: list[int] = []
     errors: list[ConfigError] = []
     digest = hashlib.sha256()
     shown_files = []
@@ -95,16 +96,19 @@ def load_rules(config: Config) -> RuleSet:
             errors.append(ConfigError(shown, None, "", f"cannot read rule file: {exc.strerror}"))
             continue
         digest.update(shown.encode() + b"\0" + raw + b"\0")
-        rules.extend(parse_rule_file(raw, shown, hotfolders, storages, errors))
+        parsed = parse_rule_file(raw, shown, hotfolders, storages, errors)
+        # A file with any error yields no rules, so a rule's position is its index under `rules:`.
+        positions.extend(range(len(parsed)))
+        rules.extend(parsed)
     seen: dict[tuple[str, str], Rule] = {}
-    for rule in rules:
+    for rule, position in zip(rules, positions):
         key = (rule.tenant, rule.name)
         if key in seen:
             first = seen[key]
-            errors.append(ConfigError(rule.file, rule.line, "name", f"rule name '{rule.name}' is already used by "
-                                      f"{first.file}:{first.line} (tenant '{rule.tenant}'); names must be unique",
-                                      rule.name))
-        seen[key] = rule
+            errors.append(ConfigError(rule.file, rule.line, f"rules.{position}.name",
+                                      f"rule name '{rule.name}' is already used by {first.file}:{first.line} "
+                                      f"(tenant '{rule.tenant}'); names must be unique", rule.name))
+        seen.setdefault(key, rule)
     return RuleSet(tuple(rules), digest.hexdigest(), tuple(shown_files), tuple(errors))
 
 
@@ -165,16 +169,22 @@ def _parse_rule(item: object, loc: Loc, p: Parser) -> Rule | None:
         if key not in RULE_KEYS:
             p.error([*loc, key], f"unknown key '{key}' in rule", key, ", ".join(RULE_KEYS))
     name = item.get("name")
+    if "name" not in item:
+        p.error(loc, "every rule needs a name")
+    elif not isinstance(name, str) or not name.strip():
+        p.error([*loc, "name"], "every rule needs a name", name)
     if not isinstance(name, str) or not name.strip():
-        p.error([*loc, "name"] if "name" in item else loc, "every rule needs a name", name)
         name = f"#{loc[-1]}"
     hotfolders = _parse_triggers(item.get("on"), [*loc, "on"], p, "on" in item)
     p.rule_hotfolders = sorted(hotfolders)
     condition = p.condition(item["if"], [*loc, "if"]) if "if" in item else None
     actions, kinds = [], []
     steps = item.get("do")
-    if not isinstance(steps, list) or not steps:
-        p.error([*loc, "do"] if "do" in item else loc, "every rule needs a non-empty 'do:' list of actions", steps)
+    if "do" not in item:
+        p.error(loc, "every rule needs a non-empty 'do:' list of actions")
+        steps = []
+    elif not isinstance(steps, list) or not steps:
+        p.error([*loc, "do"], "every rule needs a non-empty 'do:' list of actions", steps)
         steps = []
     for j, step in enumerate(steps):
         where = [*loc, "do", j]
@@ -221,7 +231,7 @@ def _parse_triggers(value: object, loc: Loc, p: Parser, given: bool) -> set[str]
         if kind not in TRIGGER_KEYS:
             p.error([*loc, i, kind], f"unknown trigger '{kind}'", kind, ", ".join(TRIGGER_KEYS))
             continue
-        if arg not in own:
+        if not isinstance(arg, str) or arg not in own:  # a list here would be unhashable in `in own`
             p.error([*loc, i, kind], f"no hot folder of tenant '{p.tenant}' has this name", arg,
                     ", ".join(sorted(own)) or "(none)")
             continue

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import types
 import typing
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -14,32 +16,65 @@ from flowd.errors import ConfigError
 LineOf = Callable[[Sequence[str | int]], int | None]
 
 
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One pydantic error as a person reads it; `loc` is relative to the validated model."""
+
+    loc: list[str | int]
+    message: str
+    got: Any
+    allowed: str | None
+    has_got: bool
+
+
 def config_errors(
     exc: ValidationError, file: str, line_of: LineOf, model: type[BaseModel] | None = None,
     prefix: Sequence[str | int] = (),
 ) -> list[ConfigError]:
     out = []
-    for err in exc.errors(include_url=False):
-        loc = [*prefix, *(p for p in err["loc"] if not _is_internal(p))]
+    for problem in problems(exc, model):
+        loc = [*prefix, *problem.loc]
+        out.append(ConfigError(file, line_of(loc), _dotted(loc), problem.message, problem.got, problem.allowed,
+                               has_got=problem.has_got))
+    return out
+
+
+def problems(exc: ValidationError, model: type[BaseModel] | None = None) -> list[Problem]:
+    """Shared by config files and rule actions, so both word the same fault the same way."""
+    errors = [(err, [p for p in err["loc"] if not _is_internal(p)]) for err in exc.errors(include_url=False)]
+    # A misspelt required key (`rooot = ...`) is one fault, not "unknown key" plus "key is required".
+    unknown = [tuple(loc) for err, loc in errors if err["type"] == "extra_forbidden"]
+    hints: dict[tuple[str | int, ...], str] = {}
+    for err, loc in list(errors):
+        if err["type"] != "missing":
+            continue
+        siblings = {str(u[-1]): u for u in unknown if u[:-1] == tuple(loc[:-1]) and u not in hints}
+        close = difflib.get_close_matches(str(loc[-1]), list(siblings), n=1, cutoff=0.6)
+        if close:
+            hints[siblings[close[0]]] = str(loc[-1])
+            errors.remove((err, loc))
+    out = []
+    for err, loc in errors:
         kind = err["type"]
         msg = err["msg"]
         allowed = None
         got: Any = err.get("input")
         has_got = True
         if kind == "extra_forbidden":
-            msg = f"unknown key '{loc[-1]}'"
-            fields = _fields_at(model, loc[len(prefix):-1]) if model else None
+            # got is the key, as for unknown rule keys, conditions and actions: the value is beside the point.
+            msg, got = f"unknown key '{loc[-1]}'", loc[-1]
+            if tuple(loc) in hints:
+                msg += f"; did you mean '{hints[tuple(loc)]}' (required)?"
+            fields = _fields_at(model, loc[:-1]) if model else None
             allowed = ", ".join(fields) if fields else None
-            has_got = False
         elif kind == "missing":
-            msg = "this key is required"
-            has_got = False
-        elif kind == "literal_error":
+            msg, got, has_got = "this key is required", None, False
+        elif kind in ("literal_error", "enum"):
             allowed = str(err.get("ctx", {}).get("expected", "")) or None
             msg = "not one of the allowed values"
         elif kind.startswith("value_error"):
             msg = msg.removeprefix("Value error, ")
-        out.append(ConfigError(file, line_of(loc), _dotted(loc), msg, got, allowed, has_got=has_got))
+        out.append(Problem(loc, msg, got, allowed, has_got))
     return out
 
 

@@ -12,6 +12,7 @@ from flowd.errors import PathEscapeError, PermanentError
 from flowd.parse import Loc, Parser
 from flowd.target import Target, TargetError, parse_target
 from flowd.template import Template
+from flowd.validation import problems
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -26,15 +27,12 @@ def validate(model: type[M], value: object, loc: Loc, p: Parser) -> M | None:
     try:
         return model.model_validate(value)
     except ValidationError as exc:
-        for err in exc.errors(include_url=False):
-            where = [*loc, *err["loc"]]
-            if err["type"] == "extra_forbidden":
-                p.error(where, f"unknown key '{err['loc'][-1]}'", None, ", ".join(model.model_fields))
-            elif err["type"] == "missing":
-                p.error(where, "this key is required")
+        # Worded as config errors are: a misspelt required key is one error, unknown keys list the known.
+        for problem in problems(exc, model):
+            if problem.has_got:
+                p.error([*loc, *problem.loc], problem.message, problem.got, problem.allowed)
             else:
-                allowed = str(err.get("ctx", {}).get("expected", "")) or None
-                p.error(where, err["msg"].removeprefix("Value error, "), err.get("input"), allowed)
+                p.error([*loc, *problem.loc], problem.message, allowed=problem.allowed)
         return None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flowd.asset import Asset
-from flowd.condition import Compare, Record, parse_compare
+from flowd.condition import Compare, CompareError, Record, parse_compare
 from flowd.context import RunContext
 from flowd.parse import Loc, Parser
 from flowd.sniff import FORMATS
@@ -65,16 +65,16 @@ class HotFolderIs:
 def build_size(value: object, loc: Loc, p: Parser) -> Size | None:
     try:
         return Size(parse_compare(value, parse_size, SIZE_HELP))
-    except ValueError as exc:
-        p.error(loc, str(exc), value, "gt, ge, lt, le, eq, ne")
+    except CompareError as exc:
+        p.error([*loc, exc.key] if exc.key else loc, str(exc), exc.got, exc.allowed)
         return None
 
 
 def build_age(value: object, loc: Loc, p: Parser) -> Age | None:
     try:
         return Age(parse_compare(value, parse_duration, DURATION_HELP))
-    except ValueError as exc:
-        p.error(loc, str(exc), value, "gt, ge, lt, le, eq, ne")
+    except CompareError as exc:
+        p.error([*loc, exc.key] if exc.key else loc, str(exc), exc.got, exc.allowed)
         return None
 
 
@@ -90,7 +90,7 @@ def build_format(value: object, loc: Loc, p: Parser) -> Format | None:
 def build_hotfolder(value: object, loc: Loc, p: Parser) -> HotFolderIs | None:
     items = value if isinstance(value, list) else [value]
     known = p.hotfolders_of_tenant()
-    bad = [v for v in items if v not in known]
+    bad = [v for v in items if not isinstance(v, str) or v not in known]  # [[inbox]] is unhashable
     if not items or bad:
         p.error(loc, f"no hot folder of tenant '{p.tenant}' has this name", bad[0] if bad else value,
                 ", ".join(sorted(known)) or "(none)")
