@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test bench check clean
+.PHONY: run test lint bench check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,12 @@ run: $(VENV)/.installed
 check: $(VENV)/.installed
 	$(BIN)/flowd check -c config.example.toml
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check flowd tests benchmarks
+	$(BIN)/mypy flowd
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)

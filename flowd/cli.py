@@ -95,11 +95,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from flowd.actions.webhook import post_json
+    from flowd.context import RunContext
     from flowd.runtime import load_runtime
     from flowd.trace import RunTrace
-    from flowd.actions.webhook import post_json
-
-    from flowd.context import RunContext
 
     rt = load_runtime(args.config)
     status = 0

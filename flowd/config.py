@@ -124,7 +124,7 @@ class HotFolder(BaseModel):
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    flowd: Core = Field(default_factory=Core)
+    flowd: Core = Field(default_factory=lambda: Core())
     storage: dict[Name, StorageSpec] = Field(default_factory=dict)
     hotfolders: list[HotFolder] = Field(default_factory=list)
     # Unique hot folder names are checked in cross_check, which knows the line of the second one.
@@ -240,10 +240,10 @@ def cross_check(config: Config, shown: str, line_of: LineOf) -> list[ConfigError
                                           "must not be inside the hot folder it serves (files would loop)", value))
                 continue
             # Another folder's drop zone would take our errors/unknowns as new work.
-            for j, other in enumerate(s.hotfolders):
-                if j != i and (target == folders[j] or other.recursive and _inside(target, folders[j])):
+            for j, peer in enumerate(s.hotfolders):
+                if j != i and (target == folders[j] or peer.recursive and _inside(target, folders[j])):
                     errors.append(ConfigError(shown, find((*loc, key)), f"hotfolders.{i}.{key}",
-                                              f"must not be inside hot folder '{other.name}' (its files would be "
+                                              f"must not be inside hot folder '{peer.name}' (its files would be "
                                               "processed again)", value))
                     break
         for other, root in roots.items():

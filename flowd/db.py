@@ -14,8 +14,22 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger, Column, Engine, Float, Index, Integer, LargeBinary, MetaData, String, Table, Text,
-    UniqueConstraint, create_engine, event, insert, select,
+    BigInteger,
+    Column,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    insert,
+    select,
 )
 from sqlalchemy.engine import Connection
 

@@ -88,7 +88,7 @@ class Engine:
                         break
                     continue
             current = asset  # each rule starts from the original asset
-            for index, (action, kind) in enumerate(zip(rule.actions, rule.kinds)):
+            for index, (action, kind) in enumerate(zip(rule.actions, rule.kinds, strict=True)):
                 step = Step(rule.name, index, self.token(asset.job_id, rule.name, index))
                 out.error = {"rule": rule.name, "file": f"{rule.file}:{rule.line}", "step": index, "action": kind}
                 with rt.action(index, kind) as record:

@@ -18,7 +18,6 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-
 from sqlalchemy.engine import Connection
 
 from flowd.db import Database, jobs, ledger, nodes, now, steps, traces
@@ -228,7 +227,7 @@ class JobQueue:
 
 def backoff(attempts: int, base: float, cap: float) -> float:
     """Exponential backoff with full jitter: many jobs failing together do not retry in lockstep."""
-    return random.uniform(0.5, 1.0) * min(cap, base * 2 ** max(0, attempts - 1))
+    return float(random.uniform(0.5, 1.0) * min(cap, base * 2 ** max(0, attempts - 1)))
 
 
 def _alive(pid: int) -> bool:

@@ -101,7 +101,7 @@ def load_rules(config: Config) -> RuleSet:
         positions.extend(range(len(parsed)))
         rules.extend(parsed)
     seen: dict[tuple[str, str], Rule] = {}
-    for rule, position in zip(rules, positions):
+    for rule, position in zip(rules, positions, strict=True):
         key = (rule.tenant, rule.name)
         if key in seen:
             first = seen[key]

@@ -20,7 +20,7 @@ DURATION_HELP = "seconds or a duration like 30s, 10m, 2h, 7d, 1w"
 
 def parse_size(value: object) -> int:
     """Bytes from an int or a string with a unit. Raises ValueError with the allowed forms."""
-    return _parse(value, _SIZE_UNITS, SIZE_HELP)
+    return int(_parse(value, _SIZE_UNITS, SIZE_HELP))
 
 
 def parse_duration(value: object) -> float:

@@ -160,7 +160,7 @@ class Site:
         while True:
             try:
                 self.messages.append(self.notify.recv(4096).decode())
-            except (TimeoutError, BlockingIOError, socket.timeout):
+            except (TimeoutError, BlockingIOError):
                 return
 
     def wait_message(self, text: str, timeout: float = 10) -> None:
@@ -184,7 +184,7 @@ class Site:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"flowd did not stop on SIGTERM within {timeout}s:\n{self.log()}")
+            raise AssertionError(f"flowd did not stop on SIGTERM within {timeout}s:\n{self.log()}") from None
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
