@@ -9,11 +9,13 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+import stat
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
+from flowd.errors import PermanentError
 from flowd.sniff import SNIFF_BYTES, sniff
 from flowd.template import format_date
 
@@ -113,6 +115,11 @@ def split_name(name: str) -> tuple[str, str]:
 
 
 def open_source(path: Path):  # type: ignore[no-untyped-def]
-    """Open a source for reading without following a symlink planted in its place."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    """Open a source for reading without following a symlink planted in its place, and without blocking
+    forever on a FIFO planted there (O_NONBLOCK makes the open return; it is refused right after)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise PermanentError(f"{path} is no longer a regular file")
+    os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")

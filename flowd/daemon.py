@@ -21,7 +21,7 @@ from flowd.errors import AlreadyRunningError, ConfigErrors
 from flowd.hotfolder import Folder
 from flowd.notify import sd_notify, watchdog_interval
 from flowd.queue import Detected, Finished, JobQueue
-from flowd.runtime import Runtime, load_runtime
+from flowd.runtime import load_runtime
 from flowd.watch import Tracker, Watcher, reconcile
 from flowd.worker import Processor, WorkerPool
 

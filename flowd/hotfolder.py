@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -57,11 +58,15 @@ def build_folders(config: Config) -> dict[str, Folder]:
 
 
 def same_file(path: Path, size: int, mtime_ns: int) -> bool:
+    """Still the regular file that was detected: not replaced by a FIFO or a symlink, and not reached
+    through a folder since swapped for a symlink (that would read or delete a file outside the hot folder)."""
     try:
         st = os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return False
-    return st.st_size == size and st.st_mtime_ns == mtime_ns
+    if os.path.realpath(path.parent) != os.path.normpath(path.parent):
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == size and st.st_mtime_ns == mtime_ns
 
 
 def apply_fate(folder: Folder, relpath: str, size: int, mtime_ns: int, fate: str,
@@ -118,10 +123,12 @@ def _move(src: Path, folder: Path, relpath: str) -> Path:
 
 
 def _write_error(dest: Path, relpath: str, error: dict[str, Any]) -> None:
+    # The error's own "file" is the rule's file:line; it must not replace the quarantined file's name.
+    extra = {("rule_file" if k == "file" else k): v for k, v in error.items()}
     body = {"file": relpath.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"),
-            "quarantined": str(dest), "time": datetime.now().astimezone().isoformat(), **error}
+            "quarantined": str(dest), "time": datetime.now().astimezone().isoformat(), **extra}
     name = dest.name + ".error.json"
-    if len(name.encode("utf-8", "surrogateescape")) > 255:
+    if len(name.encode("utf-8", "surrogateescape")) > 255 - len("..tmp"):  # the temp name must fit too
         name = dest.name.encode("utf-8", "surrogateescape")[:200].decode("utf-8", "ignore") + "~.error.json"
     tmp = dest.parent / f".{name}.tmp"
     tmp.write_text(json.dumps(body, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8",

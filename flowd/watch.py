@@ -18,12 +18,18 @@ from pathlib import Path
 
 from loguru import logger
 from watchdog.events import (
-    DirCreatedEvent, DirMovedEvent, FileClosedEvent, FileCreatedEvent, FileModifiedEvent, FileMovedEvent,
-    FileSystemEvent, FileSystemEventHandler,
+    DirCreatedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
 )
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
-from watchdog.observers.polling import PollingObserver
+from watchdog.observers.polling import PollingObserverVFS
 
 from flowd.hotfolder import Folder
 from flowd.queue import Detected
@@ -71,8 +77,8 @@ class Tracker:
 
     def seen(self, folder: Folder, relpath: str, *, complete: bool) -> None:
         """An event for this file. `complete`: the writer closed it or it was renamed into place."""
-        if _ignored(folder, relpath):
-            return
+        if _ignored(folder, relpath) or not _real_dir((folder.root / relpath).parent):
+            return  # a path through a symlinked folder leads out of the hot folder
         st = _regular_stat(folder.root / relpath)
         key = (folder.name, relpath)
         if st is None:
@@ -178,7 +184,9 @@ class Watcher:
     def watch(self, folder: Folder) -> None:
         folder.root.mkdir(parents=True, exist_ok=True)
         poll = folder.spec.poll_seconds
-        observer: BaseObserver = PollingObserver(timeout=poll) if poll > 0 else Observer()
+        # lstat: a polling snapshot must not walk into symlinked folders (out of the hot folder, or loops)
+        observer: BaseObserver = PollingObserverVFS(os.lstat, os.scandir, polling_interval=poll) if poll > 0 \
+            else Observer()
         observer.schedule(_Handler(folder, self.tracker, self.on_new_dir), str(folder.root),
                           recursive=folder.spec.recursive)
         observer.start()
@@ -203,6 +211,11 @@ def scan(folder: Folder, start: Path | None = None) -> Iterator[tuple[str, os.st
     """Every regular, non-ignored file below the folder: streamed, symlinks never followed."""
     stack = [start or folder.root]
     root = str(folder.root)
+    if start is not None:
+        if not _real_dir(start) or not start.is_relative_to(folder.root):
+            return  # e.g. a symlink to a folder elsewhere, reported as a new folder: never followed
+        if start != folder.root and _ignored(folder, start.relative_to(folder.root).as_posix()):
+            return  # a new folder under a temp name (".upload-1/", "x.tmp/"): taken once renamed
     while stack:
         current = stack.pop()
         try:
@@ -262,6 +275,11 @@ def reconcile(folder: Folder, tracker: Tracker, promote: Promote, known: Known, 
 
 def _ignored(folder: Folder, relpath: str) -> bool:
     return any(folder.ignored(part) for part in relpath.split("/"))
+
+
+def _real_dir(path: Path) -> bool:
+    """No component of this (absolute, normalised) path is a symlink. Hot folder roots are resolved."""
+    return os.path.realpath(path) == os.path.normpath(path)
 
 
 def _regular_stat(path: Path) -> os.stat_result | None:

@@ -169,11 +169,15 @@ class LocalStorage:
             self._xattrs = False  # this file system has none: fall back to comparing bytes
 
     def _copy(self, source: Path, tmp: Path) -> None:
-        src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        # O_NONBLOCK: a FIFO planted in the source's place must not block the worker forever
+        src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         try:
+            st = os.fstat(src)
+            if not stat.S_ISREG(st.st_mode):
+                raise PermanentError(f"{source} is no longer a regular file")
             dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
             try:
-                size = os.fstat(src).st_size
+                size = st.st_size
                 offset = 0
                 while offset < size or size == 0:
                     sent = os.sendfile(dst, src, offset, max(size - offset, 1 << 20))
