@@ -8,6 +8,8 @@ overflow, and polling observers never see closes.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import stat
 import threading
@@ -39,6 +41,7 @@ Known = Callable[[list[Detected]], set[str]]
 # With stable_seconds = 0 a file seen only as "created" (no close event: moved in from outside the tree,
 # or written right after mkdir) is accepted once it has been quiet this long.
 CREATED_ONLY_GRACE = 1.0
+_F_SETLEASE = getattr(fcntl, "F_SETLEASE", 1024)
 
 
 @dataclass(slots=True)
@@ -127,6 +130,10 @@ class Tracker:
                 continue
             window = item.folder.spec.stable_seconds or CREATED_ONLY_GRACE
             if now - item.since >= window:
+                if has_writer(item.folder.root / item.relpath):
+                    # Quiet is not complete: a stalled upload still holds the file open for writing.
+                    item.since = now
+                    continue
                 with self._lock:
                     if self._items.get(key) is item:
                         del self._items[key]
@@ -280,6 +287,27 @@ def _ignored(folder: Folder, relpath: str) -> bool:
 def _real_dir(path: Path) -> bool:
     """No component of this (absolute, normalised) path is a symlink. Hot folder roots are resolved."""
     return os.path.realpath(path) == os.path.normpath(path)
+
+
+def has_writer(path: Path) -> bool:
+    """True when some process has the file open for writing (Linux refuses a read lease then).
+
+    Needs to own the file or CAP_LEASE; where leases are not possible (other owners, NFS, SMB) it
+    answers False and the stability window alone decides.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.fcntl(fd, _F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as exc:
+        return exc.errno == errno.EAGAIN
+    else:
+        fcntl.fcntl(fd, _F_SETLEASE, fcntl.F_UNLCK)
+        return False
+    finally:
+        os.close(fd)
 
 
 def _regular_stat(path: Path) -> os.stat_result | None:

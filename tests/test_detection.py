@@ -54,6 +54,24 @@ def test_slow_writer_is_processed_only_once_stable_with_all_bytes(site: Site) ->
     assert not path.exists()
 
 
+def test_a_stalled_upload_is_not_taken_while_still_open_for_writing(site: Site) -> None:
+    """Quiet for longer than stable_seconds is not enough: a writer that still holds the file open (an FTP
+    upload stuck on a slow line) keeps it from being taken, until it writes the rest and closes."""
+    site.configure(hotfolders=[{"stable_seconds": 0.5}])
+    site.rules(STORE_ALL)
+    site.start()
+    path = site.hot() / "stalled.jpg"
+    with open(path, "wb") as fh:
+        fh.write(JPEG[:100])
+        fh.flush()
+        time.sleep(3)  # six times the stability window without a byte
+        assert job_rows(site) == [], "a file still open for writing became a job"
+        fh.write(JPEG[100:])
+    wait_for(lambda: (site.lake / "assets/stalled.jpg").exists(), 20, message="the completed file stored")
+    settle(site, 1)
+    assert tree(site.lake) == {"assets/stalled.jpg": JPEG}
+
+
 def test_stable_zero_processes_on_close_not_while_open(site: Site) -> None:
     site.configure(hotfolders=[{"stable_seconds": 0}])
     site.rules(STORE_ALL)
