@@ -72,11 +72,8 @@ class Asset:
 
     def sha256(self) -> str:
         if self.lazy.sha256 is None:
-            digest = hashlib.sha256()
             with open_source(self.path) as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(chunk)
-            self.lazy.sha256 = digest.hexdigest()
+                self.lazy.sha256 = hashlib.file_digest(fh, "sha256").hexdigest()
         return self.lazy.sha256
 
     def format(self) -> str:
@@ -122,4 +119,4 @@ def open_source(path: Path):  # type: ignore[no-untyped-def]
         os.close(fd)
         raise PermanentError(f"{path} is no longer a regular file")
     os.set_blocking(fd, True)
-    return os.fdopen(fd, "rb")
+    return open(fd, "rb", buffering=0, closefd=True)

@@ -46,7 +46,7 @@ class Core(BaseSettings):
     database_url: str = "sqlite:///var/flowd.db"
     workers: int = Field(4, ge=1, le=64)
     rules: list[str] = Field(default_factory=lambda: ["rules/*.yaml"])
-    batch_size: int = Field(32, ge=1, le=1000)
+    batch_size: int = Field(64, ge=1, le=1000)
     lease_seconds: float = Field(60, ge=5)
     rescan_seconds: float = Field(300, ge=0)  # reconciliation rescan; 0 = only at start
     retry_base_seconds: float = Field(2, gt=0)

@@ -57,26 +57,34 @@ def build_folders(config: Config) -> dict[str, Folder]:
     return out
 
 
-def same_file(path: Path, size: int, mtime_ns: int) -> bool:
+def same_file(path: Path, size: int, mtime_ns: int, real_dirs: dict[str, bool] | None = None) -> bool:
     """Still the regular file that was detected: not replaced by a FIFO or a symlink, and not reached
-    through a folder since swapped for a symlink (that would read or delete a file outside the hot folder)."""
+    through a folder since swapped for a symlink (that would read or delete a file outside the hot folder).
+
+    `real_dirs` caches the folder check for one batch: realpath() costs an lstat per path component."""
     try:
         st = os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
         return False
-    if os.path.realpath(path.parent) != os.path.normpath(path.parent):
+    if not (stat.S_ISREG(st.st_mode) and st.st_size == size and st.st_mtime_ns == mtime_ns):
         return False
-    return stat.S_ISREG(st.st_mode) and st.st_size == size and st.st_mtime_ns == mtime_ns
+    parent = str(path.parent)
+    real = real_dirs.get(parent) if real_dirs is not None else None
+    if real is None:
+        real = os.path.realpath(parent) == os.path.normpath(parent)
+        if real_dirs is not None:
+            real_dirs[parent] = real
+    return real
 
 
 def apply_fate(folder: Folder, relpath: str, size: int, mtime_ns: int, fate: str,
-               error: dict[str, Any] | None = None) -> str:
+               error: dict[str, Any] | None = None, real_dirs: dict[str, bool] | None = None) -> str:
     """Remove, move or keep the source. Idempotent: a source already gone means it was done before.
     A source replaced by new bytes is left alone for the job that will handle those bytes."""
     src = folder.root / relpath
     if fate == "keep":
         return "kept"
-    if not same_file(src, size, mtime_ns):
+    if not same_file(src, size, mtime_ns, real_dirs):
         return "already gone" if not src.exists() else "left (changed since detection)"
     try:
         if fate == "delete":

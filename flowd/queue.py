@@ -81,6 +81,8 @@ class JobQueue:
         self.node_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
         self._insert_ignore = dialect.insert
+        self._insert_steps = dialect.insert(steps).on_conflict_do_nothing()
+        self._insert_ledger = dialect.insert(ledger).on_conflict_do_nothing()
 
     # -- nodes ---------------------------------------------------------------------------------------
     def register_node(self) -> int:
@@ -178,9 +180,9 @@ class JobQueue:
                     conn.execute(select(steps.c.step, steps.c.record).where(steps.c.job_id == job_id))}
 
     def seen_content(self, tenant: str, rule: str, sha256: str) -> int | None:
-        with self.db.read() as conn:
-            return conn.execute(select(ledger.c.job_id).where(ledger.c.tenant == tenant, ledger.c.rule == rule,
-                                                              ledger.c.sha256 == sha256)).scalar()
+        value = self.db.lookup("SELECT job_id FROM ledger WHERE tenant = ? AND rule = ? AND sha256 = ?",
+                               (tenant, rule, sha256))
+        return int(value) if value is not None else None
 
     # -- finishing (two transactions per batch: journal + fate, then states) -----------------------------
     def journal(self, results: Sequence[Finished]) -> set[int]:
@@ -193,22 +195,20 @@ class JobQueue:
         ledger_rows = [{"tenant": tn, "rule": r, "sha256": sh, "job_id": f.job.id}
                        for f in results for tn, r, sh in f.ledger]
         fates = [{"jid": f.job.id, "tok": f.job.token, "fate": f.fate, "rs": f.ruleset} for f in results]
+        ids = {f.job.id for f in results}
         with self.db.write() as conn:
-            owned = {r[0] for r in conn.execute(
-                select(jobs.c.id).where(jobs.c.id.in_([f.job.id for f in results]),
-                                        jobs.c.lease_token.in_({f.job.token for f in results}),
-                                        jobs.c.state == "claimed"))}
+            owned: set[int] = set()
+            for token in {f.job.token for f in results}:  # one per batch: claimed in one statement
+                owned.update(r[0] for r in conn.execute(_OWNED, {"tok": token}) if r[0] in ids)
             if step_rows:
-                conn.execute(self._insert_ignore(steps).on_conflict_do_nothing(), [r for r in step_rows if r["job_id"] in owned])
+                conn.execute(self._insert_steps, [r for r in step_rows if r["job_id"] in owned])
             if trace_rows:
-                conn.execute(insert(traces), trace_rows)
+                conn.execute(_INSERT_TRACE, trace_rows)
             if ledger_rows:
-                conn.execute(self._insert_ignore(ledger).on_conflict_do_nothing(),
-                             [r for r in ledger_rows if r["job_id"] in owned])
+                conn.execute(self._insert_ledger, [r for r in ledger_rows if r["job_id"] in owned])
             fates = [f for f in fates if f["jid"] in owned]
             if fates:
-                conn.execute(update(jobs).where(jobs.c.id == bindparam("jid"), jobs.c.lease_token == bindparam("tok"))
-                             .values(fate=bindparam("fate"), ruleset=bindparam("rs")), fates)
+                conn.execute(_SET_FATE, fates)
         return owned
 
     def finish(self, results: Sequence[Finished], claim: int = 0) -> list[Claimed]:
@@ -216,13 +216,23 @@ class JobQueue:
         t = now()
         rows = [{"jid": f.job.id, "tok": f.job.token, "st": f.state, "status": f.status, "err": f.error,
                  "nb": f.retry_at, "fate": f.fate} for f in results]
+        for row in rows:
+            row["t"] = t
         with self.db.write() as conn:
             if rows:
-                conn.execute(update(jobs).where(jobs.c.id == bindparam("jid"), jobs.c.lease_token == bindparam("tok"))
-                             .values(state=bindparam("st"), status=bindparam("status"), error=bindparam("err"),
-                                     not_before=bindparam("nb"), fate=bindparam("fate"), lease_owner=None,
-                                     lease_token=None, lease_until=None, updated=t), rows)
+                conn.execute(_FINISH, rows)
             return self._claim(conn, claim) if claim else []
+
+
+# Built once: the hot path runs these for every batch, and building a statement costs more than running it.
+_OWNED = select(jobs.c.id).where(jobs.c.lease_token == bindparam("tok"), jobs.c.state == "claimed")
+_INSERT_TRACE = insert(traces)
+_SET_FATE = (update(jobs).where(jobs.c.id == bindparam("jid"), jobs.c.lease_token == bindparam("tok"))
+             .values(fate=bindparam("fate"), ruleset=bindparam("rs")))
+_FINISH = (update(jobs).where(jobs.c.id == bindparam("jid"), jobs.c.lease_token == bindparam("tok"))
+           .values(state=bindparam("st"), status=bindparam("status"), error=bindparam("err"),
+                   not_before=bindparam("nb"), fate=bindparam("fate"), lease_owner=None, lease_token=None,
+                   lease_until=None, updated=bindparam("t")))
 
 
 def backoff(attempts: int, base: float, cap: float) -> float:

@@ -42,6 +42,11 @@ Known = Callable[[list[Detected]], set[str]]
 # or written right after mkdir) is accepted once it has been quiet this long.
 CREATED_ONLY_GRACE = 1.0
 _F_SETLEASE = getattr(fcntl, "F_SETLEASE", 1024)
+# What inotify is asked for. Not opens, reads, deletes or attribute changes: flowd's own reads, xattr tags
+# and deletes in the hot folder would otherwise come back as thousands of events a second. Writes in
+# progress need no events either: the tracker stats its candidates itself until the close.
+INOTIFY_EVENTS: list[type[FileSystemEvent]] = [FileCreatedEvent, FileClosedEvent, FileMovedEvent,
+                                               DirCreatedEvent, DirMovedEvent]
 
 
 @dataclass(slots=True)
@@ -195,7 +200,7 @@ class Watcher:
         observer: BaseObserver = PollingObserverVFS(os.lstat, os.scandir, polling_interval=poll) if poll > 0 \
             else Observer()
         observer.schedule(_Handler(folder, self.tracker, self.on_new_dir), str(folder.root),
-                          recursive=folder.spec.recursive)
+                          recursive=folder.spec.recursive, event_filter=None if poll > 0 else INOTIFY_EVENTS)
         observer.start()
         self._observers[folder.name] = observer
 

@@ -43,7 +43,8 @@ class Processor:
         """Process a claimed batch; returns its results and (if asked) the next batch, claimed in the
         same transaction that finishes this one."""
         rt = self.get_runtime()  # the whole batch runs under one rule set, even across a SIGHUP
-        results = [self._run_job(rt, job) for job in batch]
+        real_dirs: dict[str, bool] = {}  # folder checks, valid for this batch only
+        results = [self._run_job(rt, job, real_dirs) for job in batch]
         for storage in rt.storages.values():
             try:
                 storage.sync()
@@ -57,11 +58,11 @@ class Processor:
             if f.job.id not in owned:
                 logger.warning("job {} was taken over by another worker; dropping this run's result", f.job.id)
                 continue
-            self._finalise(rt, f)
+            self._finalise(rt, f, real_dirs)
             final.append(f)
         return final, self.queue.finish(final, claim_next)
 
-    def _run_job(self, rt: Runtime, job: Claimed) -> Finished:
+    def _run_job(self, rt: Runtime, job: Claimed, real_dirs: dict[str, bool]) -> Finished:
         folder = rt.folders.get(job.hotfolder)
         trace = RunTrace(job.id, job.attempts, rt.digest)
         if folder is None:
@@ -72,7 +73,7 @@ class Processor:
             trace.fate = job.fate
             return Finished(job, "done", "quarantined" if job.fate == "quarantine" else "finished", fate=job.fate,
                             trace=None, ruleset=rt.digest)
-        if not same_file(folder.root / job.relpath, job.size, job.mtime_ns):
+        if not same_file(folder.root / job.relpath, job.size, job.mtime_ns, real_dirs):
             gone = not (folder.root / job.relpath).exists()
             trace.status = "vanished" if gone else "superseded"
             return Finished(job, "done", trace.status, trace=trace.to_dict(), ruleset=rt.digest)
@@ -111,7 +112,7 @@ class Processor:
             except StepError as exc:
                 logger.error("output {}:{} still shares its bytes with its source: {}", storage, key, exc)
 
-    def _finalise(self, rt: Runtime, f: Finished) -> None:
+    def _finalise(self, rt: Runtime, f: Finished, real_dirs: dict[str, bool]) -> None:
         folder = rt.folders.get(f.job.hotfolder)
         if folder is None or f.fate is None or f.state == "waiting":
             return
@@ -119,7 +120,7 @@ class Processor:
         if f.fate == "quarantine" and error is None:
             error = {"reason": "quarantined", "job": f.job.id}
         try:
-            done = apply_fate(folder, f.job.relpath, f.job.size, f.job.mtime_ns, f.fate, error)
+            done = apply_fate(folder, f.job.relpath, f.job.size, f.job.mtime_ns, f.fate, error, real_dirs)
             if f.fate == "quarantine":
                 f.state = "quarantined"
                 if done.startswith("quarantined to "):

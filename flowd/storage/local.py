@@ -31,7 +31,7 @@ class LocalStorage:
         self.fsync = fsync
         self.link = link
         self._device: int | None = None
-        self._dirs: set[Path] = set()
+        self._dirs: set[str] = set()
         self._dirty = False
         self._lock = threading.Lock()
         self._xattrs = True
@@ -45,7 +45,8 @@ class LocalStorage:
         return self.root / key
 
     def _ensure_dir(self, folder: Path) -> None:
-        if folder in self._dirs:
+        key = str(folder)
+        if key in self._dirs:
             return
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -58,48 +59,70 @@ class LocalStorage:
         if not real.is_relative_to(Path(os.path.realpath(self.root))):
             raise PathEscapeError(f"{folder} resolves outside the storage root {self.root}")
         with self._lock:
-            self._dirs.add(folder)
+            self._dirs.add(key)
 
     # -- writes --------------------------------------------------------------------------------------
     def put_file(self, key: str, source: Path, *, conflict: Conflict, token: str,
                  sha256: Callable[[], str], may_link: bool = False) -> Put:
         path = self._path(key)
         self._ensure_dir(path.parent)
+        if may_link and self.link:
+            put = self._put_linked(source, path, key, conflict, token, sha256)
+            if put is not None:
+                return put
         tmp = path.parent / f"{TEMP_PREFIX}{token}"
         try:
-            linked = may_link and self.link and self._link(source, tmp)
-            if not linked:
-                self._copy(source, tmp)
-            self._tag(tmp, token)
+            self._copy(source, tmp)
+            self._tag(str(tmp), token)
             self._dirty = True
             if conflict is Conflict.OVERWRITE:
                 os.replace(tmp, path)
-                return Put(key, "written", linked)
+                return Put(key, "written")
             try:
-                put = self._place(tmp, key, conflict, token, sha256)
-                return Put(put.key, put.outcome, linked and put.outcome == "written")
+                return self._place(str(tmp), key, conflict, token, sha256)
             finally:
                 _unlink_quietly(tmp)
         except OSError as exc:
             _unlink_quietly(tmp)
             raise _classify(exc, f"cannot write {path}") from None
 
-    def _link(self, source: Path, tmp: Path) -> bool:
-        """Hard-link instead of copying when source and storage share a file system: no bytes move,
-        and removing the source later frees no blocks. Callers only ask when the source is going away."""
+    def _put_linked(self, source: Path, path: Path, key: str, conflict: Conflict, token: str,
+                    sha256: Callable[[], str]) -> Put | None:
+        """Hard-link the source instead of copying it when both share a file system: no bytes move, and
+        removing the source later frees no blocks. Callers only ask when the source is going away.
+
+        The source is opened (never following a symlink) and linked through /proc/self/fd, so what gets
+        linked is the regular file that was checked, even if the name is swapped meanwhile. None: copy."""
         if self._device is None:
             self._device = os.stat(self.root).st_dev
         try:
-            st = os.lstat(source)
-            if st.st_dev != self._device or not stat.S_ISREG(st.st_mode):
-                return False
-            _unlink_quietly(tmp)  # left by an attempt that crashed
-            os.link(source, tmp, follow_symlinks=False)
-            return True
+            fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            # nlink > 1: an earlier attempt (or someone else) already linked this inode; a second output on
+            # the same inode would share its bytes and its step token with the first, so copy instead.
+            if st.st_dev != self._device or not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+                return None
+            self._tag(fd, token)
+            self._dirty = True
+            by_fd = f"/proc/self/fd/{fd}"
+            tmp = path.parent / f"{TEMP_PREFIX}{token}"
+            _unlink_quietly(tmp)  # left by an attempt that crashed while copying
+            if conflict is Conflict.OVERWRITE:
+                _link_fd(by_fd, str(tmp))
+                os.replace(tmp, path)
+                return Put(key, "written", linked=True)
+            put = self._place(by_fd, key, conflict, token, sha256)
+            return Put(put.key, put.outcome, linked=put.outcome == "written")
         except OSError as exc:
-            if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
-                return False
-            raise
+            if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP,
+                             errno.ENOENT):
+                return None  # no /proc, or links refused here: copy instead
+            raise _classify(exc, f"cannot write {path}") from None
+        finally:
+            os.close(fd)
 
     def unshare(self, key: str) -> None:
         path = self._path(key)
@@ -122,13 +145,16 @@ class LocalStorage:
             _unlink_quietly(tmp)
             raise _classify(exc, f"cannot unshare {path}") from None
 
-    def _place(self, tmp: Path, key: str, conflict: Conflict, token: str, sha256: Callable[[], str]) -> Put:
+    def _place(self, src: str, key: str, conflict: Conflict, token: str, sha256: Callable[[], str]) -> Put:
         for n in range(_MAX_INCREMENT):
             candidate = key if n == 0 else incremented(key, n)
             path = self.root / candidate
             try:
                 # link() never replaces: two writers cannot silently overwrite each other.
-                os.link(tmp, path)
+                if src.startswith("/proc/self/fd/"):
+                    _link_fd(src, str(path))
+                else:
+                    os.link(src, path, follow_symlinks=False)
                 return Put(candidate, "written")
             except FileExistsError:
                 if self._owned(path, token, sha256):
@@ -158,11 +184,14 @@ class LocalStorage:
                 raise ConflictError(f"target {self.name}:{candidate} exists and the conflict policy is '{conflict.value}'")
         raise ConflictError(f"more than {_MAX_INCREMENT} names taken for {self.name}:{key}")
 
-    def _tag(self, tmp: Path, token: str) -> None:
+    def _tag(self, target: str | int, token: str) -> None:
         if not self._xattrs:
             return
         try:
-            os.setxattr(tmp, TOKEN_XATTR, token.encode(), follow_symlinks=False)
+            if isinstance(target, int):
+                os.setxattr(target, TOKEN_XATTR, token.encode())
+            else:
+                os.setxattr(target, TOKEN_XATTR, token.encode(), follow_symlinks=False)
         except OSError as exc:
             if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
                 raise
@@ -233,6 +262,18 @@ class LocalStorage:
                 raise TransientError(f"syncfs({self.root}) failed: {os.strerror(err)}")
         finally:
             os.close(fd)
+
+
+_AT_FDCWD = -100
+_AT_SYMLINK_FOLLOW = 0x400
+
+
+def _link_fd(proc_path: str, dst: str) -> None:
+    """linkat(AT_SYMLINK_FOLLOW) on /proc/self/fd/N: links the open file itself. os.link() calls plain
+    link(2) here, which would try to link the /proc symlink and fail with EXDEV."""
+    if _libc.linkat(_AT_FDCWD, os.fsencode(proc_path), _AT_FDCWD, os.fsencode(dst), _AT_SYMLINK_FOLLOW) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), dst)
 
 
 def _same_bytes(path: Path, sha256: Callable[[], str]) -> bool:
