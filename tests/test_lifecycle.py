@@ -118,7 +118,8 @@ def test_sigterm_drains_and_a_restart_processes_every_file_exactly_once(site: Si
             do:
               - store: {to: "{output}/{relpath}", conflict: increment}
     """)
-    files = {f"batch/f{i:03}.pdf": PDF + f"{i:03}".encode() * 200 for i in range(200)}
+    # Enough work that SIGTERM lands mid-stream even on a fast machine (a batch is 64 jobs).
+    files = {f"batch/f{i:04}.pdf": PDF + f"{i:04}".encode() * 100 for i in range(1500)}
     for rel, data in files.items():
         site.drop(rel, data)
     site.start()
