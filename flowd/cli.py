@@ -157,14 +157,17 @@ def cmd_trace(args: argparse.Namespace) -> int:
             job_rows = conn.execute(select(jobs).where(jobs.c.id == int(args.target))).all()
         else:
             target = Path(args.target)
-            candidates = {args.target, target.name}
-            for hf in config.settings.hotfolders:
-                root = config.path(hf.path).resolve()
-                if target.absolute().is_relative_to(root):
-                    candidates.add(target.absolute().relative_to(root).as_posix())
-            job_rows = conn.execute(select(jobs).where(or_(jobs.c.relpath.in_(candidates),
-                                                           jobs.c.relpath.like(f"%/{target.name}")))
-                                    .order_by(jobs.c.id)).all()
+            inside = [(hf.name, target.absolute().relative_to(root).as_posix())
+                      for hf in config.settings.hotfolders
+                      if target.absolute().is_relative_to(root := config.path(hf.path).resolve())]
+            if inside and target.exists():  # a file in a hot folder: exactly that file's jobs
+                query = or_(*[(jobs.c.hotfolder == name) & (jobs.c.relpath == rel) for name, rel in inside])
+            else:  # a name or a relative path as shown by flowd status: match it as a path suffix
+                suffix = args.target.strip("/")
+                escaped = suffix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                query = or_(jobs.c.relpath == suffix, jobs.c.relpath.like(f"%/{escaped}", escape="\\"),
+                            *[(jobs.c.hotfolder == name) & (jobs.c.relpath == rel) for name, rel in inside])
+            job_rows = conn.execute(select(jobs).where(query).order_by(jobs.c.id)).all()
         if not job_rows:
             print(f"no job found for {args.target!r}", file=sys.stderr)
             return 1

@@ -23,3 +23,35 @@ def test_dropped_jpeg_is_stored_and_traced(site: Site) -> None:
     assert trace["status"] == "finished"
     assert trace["rules"][0]["actions"][0]["target"] == "lake:assets/photos/a.jpg"
     assert site.stop() == 0
+
+
+def test_trace_finds_exactly_the_file_asked_for(site: Site) -> None:
+    site.rules("""
+        rules:
+          - name: keep-all
+            do:
+              - store: {to: "{output}/{relpath}"}
+    """)
+    site.start()
+    site.drop("one/a_1.jpg")
+    site.drop("two/a_1.jpg")
+    site.drop("two/ax1.jpg")  # '_' must not act as a LIKE wildcard
+    site.settled(3)
+    assert [t["relpath"] for t in site.traces("one/a_1.jpg")] == ["one/a_1.jpg"]
+    assert sorted(t["relpath"] for t in site.traces("a_1.jpg")) == ["one/a_1.jpg", "two/a_1.jpg"]
+    assert site.cli("trace", "missing.jpg").returncode == 1
+
+
+def test_a_newline_in_a_file_name_cannot_forge_a_log_line(site: Site) -> None:
+    site.rules("""
+        rules:
+          - name: refuse
+            do:
+              - quarantine: {reason: "not wanted"}
+    """)
+    site.start()
+    site.drop("evil\n2026-01-01 00:00:00.000 INFO    forged.jpg")
+    site.settled(1)
+    site.stop()
+    assert not any(line.startswith("2026-01-01") for line in site.log().splitlines())
+    assert "forged.jpg" in site.log()
