@@ -204,10 +204,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         alive = conn.execute(select(nodes).where(nodes.c.heartbeat > time.time() - 120)).all()
     if args.json:
         print(json.dumps({"states": counts, "outcomes": outcomes, "nodes": [n.node_id for n in alive],
-                          "quarantined": [{"job": q.id, "file": f"{q.hotfolder}/{q.relpath}", "error": q.error}
-                                          for q in quarantined],
-                          "waiting": [{"job": w.id, "file": f"{w.hotfolder}/{w.relpath}", "error": w.error,
-                                       "retry_at": w.not_before} for w in waiting]}))
+                          "quarantined": [{"job": q.id, "tenant": q.tenant, "file": f"{q.hotfolder}/{q.relpath}",
+                                           "error": q.error} for q in quarantined],
+                          "waiting": [{"job": w.id, "tenant": w.tenant, "file": f"{w.hotfolder}/{w.relpath}",
+                                       "error": w.error, "retry_at": w.not_before} for w in waiting]}))
         return 0
     print("daemon: " + (", ".join(f"{n.node_id} (since {when(n.started)})" for n in alive) or "not running"))
     print("queue:  " + ", ".join(f"{s} {counts.get(s, 0)}" for s in ("queued", "claimed", "waiting", "quarantined", "done")))
