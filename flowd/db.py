@@ -6,6 +6,7 @@ SQLite runs in WAL mode; PostgreSQL is the same schema with SKIP LOCKED claims.
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import time
@@ -30,10 +31,13 @@ from sqlalchemy import (
     event,
     insert,
     select,
+    text,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 SCHEMA_VERSION = "1"
+HEAD_REVISION = "0001"  # the newest file in flowd/migrations/versions; tests check they agree
 metadata = MetaData()
 
 meta = Table("meta", metadata, Column("key", String(64), primary_key=True), Column("value", Text, nullable=False))
@@ -131,7 +135,7 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._write_lock = threading.RLock()
         self._local = threading.local()
-        metadata.create_all(self.engine)
+        migrate(self.engine)
         self.install_id = self._install_id()
 
     @contextmanager
@@ -172,6 +176,29 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to HEAD_REVISION with Alembic. Alembic is imported only when there is work to do:
+    every CLI command opens the database, and a current schema costs one SELECT."""
+    with engine.connect() as conn:
+        try:
+            current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except DBAPIError:
+            current = None
+        conn.rollback()
+    if current == HEAD_REVISION:
+        return
+    from alembic import command
+    from alembic.config import Config
+
+    import flowd.migrations
+
+    config = Config()
+    config.set_main_option("script_location", os.path.dirname(flowd.migrations.__file__))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
