@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import configparser
 from pathlib import Path
 
 UNIT = Path(__file__).parent.parent / "systemd" / "flowd.service"
 
 
 def _service() -> dict[str, list[str]]:
-    parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    # configparser cannot hold repeated keys (SystemCallFilter=...), so read the lines ourselves.
     values: dict[str, list[str]] = {}
     section = None
     for raw in UNIT.read_text().splitlines():
