@@ -30,6 +30,7 @@ from sqlalchemy import (
     create_engine,
     event,
     insert,
+    inspect,
     select,
     text,
 )
@@ -188,6 +189,14 @@ def migrate(engine: Engine) -> None:
             current = None
         conn.rollback()
     if current == HEAD_REVISION:
+        return
+    if current is None and not inspect(engine).get_table_names():
+        # A new database: build the current schema directly and stamp it, as Alembic advises.
+        with engine.begin() as conn:
+            metadata.create_all(conn)
+            conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+                              "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"))
+            conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": HEAD_REVISION})
         return
     from alembic import command
     from alembic.config import Config
