@@ -80,7 +80,7 @@ class Daemon:
         last_ping = last_beat = last_promote = time.monotonic()
         last_rescan = time.monotonic()
         while not self._stop:
-            self._wake.wait(0.25)
+            self._wake.wait(0.05 if self.until_idle else 0.25)  # batch mode: notice the end at once
             self._wake.clear()
             if self._reload:
                 self._reload = False
