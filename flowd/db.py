@@ -149,6 +149,15 @@ class Database:
         with self.engine.connect() as conn:
             yield conn
 
+    def sql(self, statement: str) -> str:
+        """Plain SQL is written with `?`; PostgreSQL's drivers want `%s`."""
+        return statement if self.is_sqlite else statement.replace("?", "%s")
+
+    @staticmethod
+    def cursor(conn: Connection) -> Any:
+        """A DBAPI cursor inside the SQLAlchemy transaction `conn` is running."""
+        return conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+
     def lookup(self, sql: str, params: tuple[Any, ...]) -> Any:
         """One value by a tiny hot-path query on this thread's own DBAPI connection: no pool checkout and
         no statement compilation per call (the per-asset ledger lookup was a fifth of all CPU time)."""
