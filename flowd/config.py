@@ -64,7 +64,7 @@ class Core(BaseSettings):
         return (env_settings, init_settings)
 
 
-class LocalStorage(BaseModel):
+class LocalStorageSpec(BaseModel):
     """kind = "local": one folder per container under root."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -76,7 +76,7 @@ class LocalStorage(BaseModel):
     link: bool = True
 
 
-StorageSpec = LocalStorage
+StorageSpec = LocalStorageSpec  # a union once ADLS arrives
 
 
 class HotFolder(BaseModel):

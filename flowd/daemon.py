@@ -20,7 +20,7 @@ from flowd.db import Database, audit, jobs
 from flowd.errors import AlreadyRunningError, ConfigErrors
 from flowd.hotfolder import Folder
 from flowd.notify import sd_notify, watchdog_interval
-from flowd.queue import Detected, Finished, JobQueue
+from flowd.queue import Detected, JobQueue
 from flowd.runtime import load_runtime
 from flowd.watch import Tracker, Watcher, reconcile
 from flowd.worker import Processor, WorkerPool
@@ -52,7 +52,7 @@ class Daemon:
             logger.info("released {} jobs claimed by a flowd process that is gone", released)
         self._audit("start")
         self.processor = Processor(self.queue, lambda: self.runtime)
-        self.pool = WorkerPool(self.processor, core.workers, core.batch_size, self._after_batch)
+        self.pool = WorkerPool(self.processor, core.workers, core.batch_size)
         self.tracker = Tracker(self._promote)
         self.watcher = Watcher(self.tracker, self._new_dir)
         for sig, handler in ((signal.SIGHUP, self._on_hup), (signal.SIGTERM, self._on_term),
@@ -208,10 +208,6 @@ class Daemon:
 
     def _new_dir(self, folder: Folder, path: Path) -> None:
         reconcile(folder, self.tracker, self._promote, self.queue.known, start=path)
-
-    def _after_batch(self, results: list[Finished]) -> None:
-        if self.until_idle and not results:
-            self._wake.set()
 
     def _idle(self) -> bool:
         if self._scanning or self._intake.unfinished_tasks or len(self.tracker):

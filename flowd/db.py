@@ -37,7 +37,6 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-SCHEMA_VERSION = "1"
 HEAD_REVISION = "0001"  # the newest file in flowd/migrations/versions; tests check they agree
 metadata = MetaData()
 
@@ -181,7 +180,6 @@ class Database:
                 return str(row[0])
             value = secrets.token_hex(6)
             conn.execute(insert(meta).values(key="install_id", value=value))
-            conn.execute(insert(meta).values(key="schema_version", value=SCHEMA_VERSION))
             return value
 
     def close(self) -> None:

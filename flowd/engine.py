@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,5 +109,3 @@ class Engine:
             if rule.stop:
                 break
 
-
-Clock = Callable[[], float]

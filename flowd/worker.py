@@ -186,12 +186,10 @@ class Processor:
 class WorkerPool:
     """N threads claiming batches. Idle workers sleep on a condition the intake notifies."""
 
-    def __init__(self, processor: Processor, count: int, batch_size: int,
-                 on_batch: Callable[[list[Finished]], None] | None = None) -> None:
+    def __init__(self, processor: Processor, count: int, batch_size: int) -> None:
         self.processor = processor
         self.count = count
         self.batch_size = batch_size
-        self.on_batch = on_batch
         self._wake = threading.Condition()
         self._pending = False
         self._stop = threading.Event()
@@ -227,9 +225,7 @@ class WorkerPool:
                     batch = queue.claim(self.batch_size)
                     while batch:
                         more = 0 if self._stop.is_set() else self.batch_size
-                        results, batch = self.processor.run_batch(batch, more)
-                        if self.on_batch:
-                            self.on_batch(results)
+                        _results, batch = self.processor.run_batch(batch, more)
                 finally:
                     with self._busy_lock:
                         self.busy -= 1

@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from conftest import Site
+from conftest import Site, make_site
 
 IN_PROCESS = ("status", "trace")
 
@@ -43,12 +43,7 @@ class QuickSite(Site):
 
 def quick_site(tmp_path: Path) -> Iterator[QuickSite]:
     """The body of each module's `site` fixture (conftest's, with QuickSite)."""
-    s = QuickSite(tmp_path)
-    s.configure()
-    yield s
-    s.kill()
-    if s.notify is not None:
-        s.notify.close()
+    yield from make_site(QuickSite, tmp_path)  # type: ignore[misc]
 
 
 # -- reading results -----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -210,24 +211,43 @@ class Site:
         result = self.cli("trace", target, "--json")
         return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
 
-    def settled(self, done: int, timeout: float = 15) -> dict[str, Any]:
-        """Wait until `done` jobs are finished (done or quarantined) and nothing is in flight."""
-        def check() -> dict[str, Any] | None:
+    def states(self) -> dict[str, int]:
+        """Job counts by state, read straight from the database (no CLI process per poll)."""
+        db = self.root / "var" / "flowd.db"
+        if not db.exists():
+            return {}
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        try:
+            return dict(conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return {}
+            raise
+        finally:
+            conn.close()
+
+    def settled(self, done: int, timeout: float = 20) -> dict[str, int]:
+        """Wait until `done` jobs are finished (done or quarantined), nothing is in flight and flowd runs."""
+        def check() -> dict[str, int] | None:
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"flowd exited with {self.proc.returncode}:\n{self.log()}")
-            st = self.status()
-            states = st["states"]
+            states = self.states()
             finished = states.get("done", 0) + states.get("quarantined", 0)
             busy = sum(states.get(s, 0) for s in ("queued", "claimed", "waiting"))
-            return st if finished >= done and busy == 0 else None
+            return states if finished >= done and busy == 0 else None
         return wait_for(check, timeout, interval=0.1, message=f"{done} finished jobs")
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    s = Site(tmp_path)
+def make_site(cls: type[Site], tmp_path: Path) -> Iterator[Site]:
+    """A configured site of class `cls`, its daemon killed and notify socket closed afterwards."""
+    s = cls(tmp_path)
     s.configure()
     yield s
     s.kill()
     if s.notify is not None:
         s.notify.close()
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    yield from make_site(Site, tmp_path)

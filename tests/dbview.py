@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from conftest import Site, wait_for
+from conftest import Site
 
 
 def query(site: Site, sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -30,17 +30,8 @@ def job_rows(site: Site) -> list[tuple[str, str, str | None]]:
 
 
 def states(site: Site) -> dict[str, int]:
-    return dict(query(site, "SELECT state, count(*) FROM jobs GROUP BY state"))
+    return site.states()
 
 
 def settle(site: Site, done: int, timeout: float = 20) -> dict[str, int]:
-    """Like site.settled: `done` jobs finished (done or quarantined), none in flight, daemon alive."""
-    def check() -> dict[str, int] | None:
-        if site.proc is not None and site.proc.poll() is not None:
-            raise AssertionError(f"flowd exited with {site.proc.returncode}:\n{site.log()}")
-        st = states(site)
-        finished = st.get("done", 0) + st.get("quarantined", 0)
-        busy = sum(st.get(s, 0) for s in ("queued", "claimed", "waiting"))
-        return st if finished >= done and busy == 0 else None
-    return wait_for(check, timeout, interval=0.1, message=f"{done} finished jobs")
-
+    return site.settled(done, timeout)

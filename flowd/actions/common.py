@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -49,7 +49,3 @@ def render(template: Template, asset: Asset, step: Step) -> str:
         return template.render(lambda name, fmt: asset.placeholder(name, fmt, step.id))
     except (ValueError, OSError) as exc:
         raise PermanentError(f"cannot render {template.source!r}: {exc}") from None
-
-
-def describe(value: Any) -> str:
-    return str(value)
