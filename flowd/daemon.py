@@ -46,7 +46,7 @@ class Daemon:
         self._lock_file = _lock_data_dir(data_dir)
         self.db = Database(runtime.config.database_url)
         self.runtime = load_runtime(self.config_file, self.db.install_id)
-        self.queue = JobQueue(self.db, core.lease_seconds)
+        self.queue = JobQueue(self.db, core.lease_seconds, core.node_name)
         released = self.queue.register_node()
         if released:
             logger.info("released {} jobs claimed by a flowd process that is gone", released)

@@ -75,10 +75,11 @@ def display(relpath: str) -> str:
 
 
 class JobQueue:
-    def __init__(self, db: Database, lease_seconds: float = 60) -> None:
+    def __init__(self, db: Database, lease_seconds: float = 60, node_name: str | None = None) -> None:
         self.db = db
         self.lease_seconds = lease_seconds
-        self.node_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        # The name is a label for people (flowd status); the pid and random part make every start unique.
+        self.node_id = f"{node_name or socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"[:64]
         dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
         self._insert_ignore = dialect.insert
 
