@@ -16,6 +16,7 @@ from typing import Any
 
 from loguru import logger
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from flowd import __version__, log
 from flowd.asset import Asset
@@ -38,6 +39,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except (AlreadyRunningError, FlowdError) as exc:
         print(f"flowd: {exc}", file=sys.stderr)
+        return 1
+    except ImportError as exc:  # a database URL naming a driver that is not installed
+        print(f"flowd: the database driver is not installed ({exc.name or exc}); "
+              "for PostgreSQL: pip install 'psycopg[binary]'", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:  # the database cannot be reached or opened
+        print(f"flowd: cannot use the database: {str(exc.orig if isinstance(exc, DBAPIError) else exc)}",
+              file=sys.stderr)
+        return 1
+    except OSError as exc:  # a data dir, lock file or folder that cannot be created or opened
+        print(f"flowd: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

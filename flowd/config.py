@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from flowd.errors import ConfigError, ConfigErrors
 from flowd.locate import toml_index, toml_line
@@ -53,6 +55,18 @@ class Core(BaseSettings):
     retry_max_seconds: float = Field(300, gt=0)
     node_name: str = Field(default_factory=socket.gethostname)
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("not a database URL; use sqlite:///path/flowd.db or "
+                             "postgresql+psycopg://user@host/db") from None
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError(f"flowd runs on SQLite or PostgreSQL, not {url.get_backend_name()}")
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -99,6 +99,15 @@ CONFIG_CASES = [
         workers = 4
         workers = 8
         """, 3, "not valid TOML"),
+    toml("database-url-not-a-url", """\
+        [flowd]
+        data_dir = "var"
+        database_url = "flowd.db"
+        """, 3, "flowd.database_url", "not a database URL", "got 'flowd.db'"),
+    toml("database-url-unsupported-backend", """\
+        [flowd]
+        database_url = "mysql://flowd@db/flowd"
+        """, 2, "flowd.database_url", "SQLite or PostgreSQL, not mysql"),
     toml("flowd-unknown-key", """\
         [flowd]
         data_dir = "var"

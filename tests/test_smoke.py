@@ -55,3 +55,15 @@ def test_a_newline_in_a_file_name_cannot_forge_a_log_line(site: Site) -> None:
     site.stop()
     assert not any(line.startswith("2026-01-01") for line in site.log().splitlines())
     assert "forged.jpg" in site.log()
+
+
+def test_an_unreachable_database_or_data_dir_is_a_message_not_a_traceback(site: Site) -> None:
+    site.env = {"FLOWD_DATABASE_URL": "postgresql+psycopg://flowd@127.0.0.1:1/flowd"}
+    result = site.cli("status")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "database" in result.stderr, result.stderr
+    (site.root / "blocker").write_text("a file where the data dir should be")
+    site.env = {"FLOWD_DATA_DIR": str(site.root / "blocker" / "var")}
+    result = site.cli("status")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "blocker" in result.stderr, result.stderr
