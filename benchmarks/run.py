@@ -94,10 +94,12 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def make_bytes(ext: str, size: int, rng: random.Random, tag: str) -> bytes:
-    """`size` bytes (about) of a file of this type: real magic bytes and structure at the front."""
+    """`size` bytes (about) of a file of this type: real magic bytes and a complete structure (flowd holds
+    back files whose structure says they are cut short)."""
     if ext == "jpg":
         head = (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
-                + b"\xff\xfe" + (len(tag) + 2).to_bytes(2, "big") + tag.encode())
+                + b"\xff\xfe" + (len(tag) + 2).to_bytes(2, "big") + tag.encode()
+                + b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00")  # the scan header; entropy data follows
         return head + rng.randbytes(max(0, size - len(head) - 2)) + b"\xff\xd9"
     if ext == "png":
         ihdr = _png_chunk(b"IHDR", (640).to_bytes(4, "big") + (480).to_bytes(4, "big") + b"\x08\x02\x00\x00\x00")
@@ -106,11 +108,11 @@ def make_bytes(ext: str, size: int, rng: random.Random, tag: str) -> bytes:
         body = rng.randbytes(max(0, size - 8 - len(ihdr) - len(text) - len(end) - 12))
         return b"\x89PNG\r\n\x1a\n" + ihdr + text + _png_chunk(b"IDAT", body) + end
     if ext == "tif":
-        head = b"II*\x00\x08\x00\x00\x00" + tag.encode() + b"\x00"
+        head = b"II*\x00\x08\x00\x00\x00" + b"\x00\x00" + b"\x00\x00\x00\x00" + tag.encode() + b"\x00"  # an empty IFD
         return head + rng.randbytes(max(0, size - len(head)))
     if ext == "gif":
         head = b"GIF89a" + (320).to_bytes(2, "little") + (240).to_bytes(2, "little") + b"\xf7\x00\x00"
-        return head + rng.randbytes(max(0, size - len(head) - 1)) + b";"
+        return head + rng.randbytes(max(0, size - len(head) - 2)) + b"\x00;"
     if ext == "pdf":
         head = f"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Title ({tag}) >>\nendobj\nstream\n".encode("latin-1")
         tail = b"\nendstream\n%%EOF\n"

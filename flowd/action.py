@@ -27,6 +27,9 @@ class Result:
     asset: Asset
     record: dict[str, Any] = field(default_factory=dict)
     consumes: bool = False  # move and delete ask for the source's removal once every rule succeeded
+    # Set when the rule must go no further for this asset (convert's `modes: {cmyk: skip}`): the reason.
+    # A rule skipped before any effect counts as not matched, so the file is left for other rules.
+    skip_rule: str | None = None
 
 
 class Action(Protocol):

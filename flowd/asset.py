@@ -10,23 +10,26 @@ import hashlib
 import os
 import posixpath
 import stat
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flowd.errors import PermanentError
 from flowd.sniff import SNIFF_BYTES, sniff
-from flowd.template import format_date
 
-_UUID_NS = uuid.UUID("6f1a2c1e-3d1b-4f52-9a59-0c7f5c1e2b10")
-
+if TYPE_CHECKING:
+    from flowd.imaging.probe import ImageFacts
+    from flowd.metadata.fields import FieldTable
+    from flowd.metadata.model import Metadata
 
 @dataclass(slots=True)
 class _Lazy:
     sha256: str | None = None
     format: str | None = None
     mtime: datetime | None = None
+    metadata: Metadata | None = None
+    image: ImageFacts | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +45,19 @@ class Asset:
     output: str | None
     name: str
     disposable: bool = False  # the source is deleted once the job succeeds (after = "delete")
+    # The asset's current bytes when an action rewrote them (set_metadata, convert): a private file in the
+    # job's work folder. None: the source itself.
+    content: Path | None = None
+    # An XMP sidecar written by `set_metadata: {to: sidecar}`: stored beside each output as NAME.xmp.
+    sidecar: Path | None = None
     lazy: _Lazy = field(default_factory=_Lazy, compare=False, repr=False)
 
     @property
     def path(self) -> Path:
+        return self.content if self.content is not None else self.root / self.source_relpath
+
+    @property
+    def source(self) -> Path:
         return self.root / self.source_relpath
 
     @property
@@ -73,7 +85,46 @@ class Asset:
     def renamed(self, name: str) -> Asset:
         # Spelled out rather than dataclasses.replace(), which costs more than the rest of a rename.
         return Asset(self.job_id, self.tenant, self.hotfolder, self.root, self.source_relpath, self.size,
-                     self.mtime_ns, self.detected_at, self.output, name, self.disposable, self.lazy)
+                     self.mtime_ns, self.detected_at, self.output, name, self.disposable, self.content, self.sidecar, self.lazy)
+
+    def derived(self, content: Path | None = None, name: str | None = None, sidecar: Path | None = None,
+                metadata: Metadata | None = None) -> Asset:
+        """The same asset with new bytes (and maybe a new extension) or a new sidecar: every lazy fact of
+        new bytes is computed afresh, except the file dates, which describe the original."""
+        if content is None:
+            lazy, content, size = self.lazy, self.content, self.size
+        else:
+            lazy, size = _Lazy(mtime=self.lazy.mtime, metadata=metadata), content.stat().st_size
+        return Asset(self.job_id, self.tenant, self.hotfolder, self.root, self.source_relpath, size,
+                     self.mtime_ns, self.detected_at, self.output, name or self.name, self.disposable, content,
+                     sidecar or self.sidecar, lazy)
+
+    def with_metadata(self, metadata: Metadata) -> Asset:
+        """A view of this asset whose fields read from `metadata` (a macro's conditions see its edits)."""
+        lazy = _Lazy(self.lazy.sha256, self.lazy.format, self.lazy.mtime, metadata, self.lazy.image)
+        return Asset(self.job_id, self.tenant, self.hotfolder, self.root, self.source_relpath, self.size,
+                     self.mtime_ns, self.detected_at, self.output, self.name, self.disposable, self.content,
+                     self.sidecar, lazy)
+
+    def metadata(self, table: FieldTable | None = None) -> Metadata:
+        """The asset's metadata, read once. A file without readable metadata (a text file, a damaged
+        header) reads as empty: conditions see empty fields, and writing to it fails with exiv2's reason."""
+        if self.lazy.metadata is None:
+            from flowd.metadata.fields import DEFAULT_FIELDS  # pyexiv2 loads only where metadata is used
+            from flowd.metadata.model import Metadata
+
+            try:
+                self.lazy.metadata = Metadata.read(self.path, table or DEFAULT_FIELDS)
+            except PermanentError:
+                self.lazy.metadata = Metadata.empty(table or DEFAULT_FIELDS)
+        return self.lazy.metadata
+
+    def image(self) -> ImageFacts:
+        if self.lazy.image is None:
+            from flowd.imaging.probe import probe  # likewise libvips
+
+            self.lazy.image = probe(self.path)
+        return self.lazy.image
 
     def sha256(self) -> str:
         if self.lazy.sha256 is None:
@@ -86,26 +137,6 @@ class Asset:
             with open_source(self.path) as fh:
                 self.lazy.format = sniff(fh.read(SNIFF_BYTES))
         return self.lazy.format
-
-    def placeholder(self, name: str, fmt: str | None, step_id: str = "") -> str:
-        """The value of a template placeholder for this asset."""
-        match name:
-            case "name": return self.name
-            case "stem": return self.stem
-            case "ext": return self.ext
-            case "extension": return self.ext[1:].lower()
-            case "relpath": return self.relpath
-            case "reldir": return self.reldir
-            case "hotfolder": return self.hotfolder
-            case "tenant": return self.tenant
-            case "output": return self.output or ""
-            case "size": return str(self.size)
-            case "sha256": return self.sha256()
-            # Derived from the job and step, so a retry renders the same name.
-            case "uuid": return str(uuid.uuid5(_UUID_NS, f"{self.job_id}:{step_id}"))
-            case "now": return format_date(self.detected_at, fmt)
-            case "mtime": return format_date(self.mtime, fmt)
-        raise KeyError(name)
 
 
 def split_name(name: str) -> tuple[str, str]:

@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -138,10 +139,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         now = datetime.now()
         asset = Asset(0, folder.spec.tenant, folder.name, root, rel, st.st_size, st.st_mtime_ns, now,
                       folder.spec.output, path.name)
-        ctx = RunContext(now=now, storages=rt.storages, simulate=True, post_json=post_json,
-                         seen_content=lambda _rule, _sha: None)
-        trace = RunTrace(0, 0, rt.digest)
-        outcome = rt.engine.run(asset, ctx, trace)
+        with tempfile.TemporaryDirectory(prefix="flowd-simulate-") as work:
+            # Metadata and pixel actions run for real on private copies, so later conditions and
+            # placeholders see their results; nothing is written to any storage.
+            ctx = RunContext(now=now, storages=rt.storages, simulate=True, post_json=post_json,
+                             seen_content=lambda _rule, _sha: None, workdir=Path(work), fields=rt.rules.fields)
+            trace = RunTrace(0, 0, rt.digest)
+            outcome = rt.engine.run(asset, ctx, trace)
         trace.fate = folder.fate(outcome.matched, outcome.consumes, outcome.status == "quarantined") \
             if not outcome.transient else "retry later"
         if args.json:

@@ -108,6 +108,9 @@ class HotFolder(BaseModel):
     errors: str = "hotfolders/error"
     poll_seconds: float = Field(0, ge=0, le=3600)
     enabled: bool = True
+    # A JPEG without its end marker, a PNG without IEND ...: still being written. It waits this long for
+    # the rest (re-checked each stability window), then it is quarantined as truncated. 0: never checked.
+    incomplete_seconds: float = Field(300, ge=0, le=86400)
 
     @field_validator("after")
     @classmethod
@@ -135,10 +138,19 @@ class HotFolder(BaseModel):
         return value
 
 
+class MetadataSettings(BaseModel):
+    """[metadata]: the site's field numbers and names."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A Fotoware MetadataConfiguration.xml: adds fields and overrides the default numbers/XMP names.
+    configuration: str | None = None
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     flowd: Core = Field(default_factory=lambda: Core())
+    metadata: MetadataSettings = Field(default_factory=MetadataSettings)
     storage: dict[Name, StorageSpec] = Field(default_factory=dict)
     hotfolders: list[HotFolder] = Field(default_factory=list)
     # Unique hot folder names are checked in cross_check, which knows the line of the second one.
@@ -264,6 +276,11 @@ def cross_check(config: Config, shown: str, line_of: LineOf) -> list[ConfigError
             if own == root or _inside(own, root) or _inside(root, own):
                 errors.append(ConfigError(shown, find((*loc, "path")), f"hotfolders.{i}.path",
                                           f"overlaps the root of storage '{other}'", hf.path))
+    xml = s.metadata.configuration
+    if xml and not config.path(xml).is_file():
+        errors.append(ConfigError(shown, find(("metadata", "configuration")), "metadata.configuration",
+                                  f"no such file: {config.path(xml)}", xml,
+                                  "the path of a MetadataConfiguration.xml, relative to this file"))
     for i, a in enumerate(s.hotfolders):
         for j in range(i + 1, len(s.hotfolders)):
             b, pa, pb = s.hotfolders[j], folders[i], folders[j]

@@ -6,6 +6,7 @@ import fcntl
 import getpass
 import os
 import queue as stdqueue
+import shutil
 import signal
 import socket
 import threading
@@ -44,6 +45,8 @@ class Daemon:
         data_dir = runtime.config.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_file = _lock_data_dir(data_dir)
+        # Work files of jobs a crash interrupted: their jobs redo the work, so nothing here is needed.
+        shutil.rmtree(data_dir / "work", ignore_errors=True)
         self.db = Database(runtime.config.database_url)
         self.runtime = load_runtime(self.config_file, self.db.install_id)
         self.queue = JobQueue(self.db, core.lease_seconds, core.node_name)

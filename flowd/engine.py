@@ -78,6 +78,7 @@ class Engine:
             rt.matched = rule.condition.check(asset, ctx, rt.conditions) if rule.condition else True
             if not rt.matched:
                 continue
+            matched_before = out.matched
             out.matched = True
             if rule.once == "content":
                 sha = asset.sha256()
@@ -88,6 +89,8 @@ class Engine:
                         break
                     continue
             current = asset  # each rule starts from the original asset
+            effects = False
+            skipped = None
             for index, (action, kind) in enumerate(zip(rule.actions, rule.kinds, strict=True)):
                 step = Step(rule.name, index, self.token(asset.job_id, rule.name, index))
                 out.error = {"rule": rule.name, "file": f"{rule.file}:{rule.line}", "step": index, "action": kind}
@@ -96,16 +99,25 @@ class Engine:
                         record.update(done[step.id])
                         record["outcome"] = "done in an earlier attempt"
                         out.consumes |= bool(getattr(action, "consumes", False))
+                        effects = True
                         continue
                     result = action.run(current, ctx, step)
                     record.update(result.record)
                     current = result.asset
                     out.consumes |= result.consumes
+                    effects |= action.effectful
                     if action.effectful and not ctx.simulate:
                         out.steps.append((step.id, step.token, result.record))
+                    skipped = result.skip_rule
                 out.error = None
+                if skipped:
+                    break
+            if skipped:
+                rt.skipped = skipped
+                if not effects:  # left for other rules, as if it had not matched
+                    out.matched = matched_before
+                continue
             if rule.once == "content":  # recorded only once every step succeeded: a failed run does not count
                 out.ledger.append((asset.tenant, rule.name, asset.sha256()))
             if rule.stop:
                 break
-

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -21,6 +22,7 @@ from flowd.template import Template, compile_template
 if TYPE_CHECKING:
     from flowd.condition import Condition
     from flowd.config import HotFolder, StorageSpec
+    from flowd.metadata.fields import FieldDef, FieldTable
 
 Loc = Sequence[str | int]
 _UNSET: Any = object()
@@ -29,12 +31,20 @@ _STORAGE_PREFIX = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,63}):")
 
 class Parser:
     def __init__(self, file: str, root: yaml.Node | None, tenant: str,
-                 hotfolders: Mapping[str, HotFolder], storages: Mapping[str, StorageSpec]) -> None:
+                 hotfolders: Mapping[str, HotFolder], storages: Mapping[str, StorageSpec],
+                 fields: FieldTable | None = None) -> None:
         self.file = file
         self.root = root
         self.tenant = tenant
         self.hotfolders = hotfolders
         self.storages = storages
+        if fields is None:
+            from flowd.metadata.fields import DEFAULT_FIELDS
+
+            fields = DEFAULT_FIELDS
+        self.fields: FieldTable = fields
+        self.base: Path | None = None  # the config file's folder: relative paths in rules start there
+        self.maps: dict[str, dict[str, str]] = {}  # this file's `maps:` for `|map:NAME`
         self.errors: list[ConfigError] = []
         self.rule_hotfolders: list[str] = []  # the hot folders the rule being parsed runs on
 
@@ -71,13 +81,27 @@ class Parser:
         items = [self.condition(item, [*loc, i]) for i, item in enumerate(value)]
         return None if any(i is None for i in items) else items  # type: ignore[return-value]
 
+    # -- metadata fields ------------------------------------------------------------------------------
+    def field(self, value: object, loc: Loc) -> FieldDef | None:
+        """A metadata field by Fotoware number (116), name (copyright) or XMP name (dc:rights)."""
+        from flowd.metadata.fields import UnknownField
+
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            self.error(loc, "expected a field number, name or XMP name (e.g. 116, copyright, dc:rights)", value)
+            return None
+        try:
+            return self.fields.resolve(value)
+        except UnknownField as exc:
+            self.error(loc, exc.args[0] if exc.args else "unknown field", value)
+            return None
+
     # -- templates and targets -----------------------------------------------------------------------
     def template(self, value: object, loc: Loc) -> Template | None:
         if not isinstance(value, str) or not value:
             self.error(loc, "expected a template string", value)
             return None
         try:
-            return compile_template(value)
+            return compile_template(value, fields=self.fields.resolve, maps=self.maps)
         except TemplateError as exc:
             self.error(loc, f"bad template: {exc}", value)
             return None

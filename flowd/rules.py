@@ -9,6 +9,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -16,9 +17,12 @@ from flowd.action import Action
 from flowd.actions import ACTIONS
 from flowd.condition import Condition
 from flowd.config import Config
-from flowd.errors import ConfigError
+from flowd.errors import ConfigError, ConfigErrors
 from flowd.locate import yaml_line
 from flowd.parse import Loc, Parser
+
+if TYPE_CHECKING:
+    from flowd.metadata.fields import FieldTable
 
 RULE_KEYS = ("name", "on", "if", "do", "stop", "once", "enabled", "description")
 TRIGGER_KEYS = ("hotfolder",)
@@ -57,6 +61,7 @@ class RuleSet:
     digest: str
     files: tuple[str, ...]
     errors: tuple[ConfigError, ...] = ()
+    fields: FieldTable | None = None  # the field table the rules were compiled against
     _by_folder: dict[str, tuple[Rule, ...]] = field(default_factory=dict, compare=False)
 
     def for_hotfolder(self, name: str) -> tuple[Rule, ...]:
@@ -78,6 +83,26 @@ def rule_files(config: Config) -> list[Path]:
     return files
 
 
+def field_table(config: Config, errors: list[ConfigError]) -> FieldTable:
+    """The default Fotoware/IPTC/XMP fields, plus the site's MetadataConfiguration.xml when configured."""
+    from flowd.metadata.fields import DEFAULT_FIELDS, FieldTable
+
+    xml = config.settings.metadata.configuration
+    if not xml:
+        return DEFAULT_FIELDS
+    path = config.path(xml)
+    try:
+        return FieldTable.load(path)
+    except ConfigError as exc:
+        found = [exc]
+    except ConfigErrors as exc:
+        found = exc.errors
+    for e in found:  # named as the rule files are: relative to the config file
+        errors.append(ConfigError(_shown(path, config.base) if e.file == str(path) else e.file, e.line, e.path,
+                                  e.message, e.got, e.allowed, has_got=e.has_got))
+    return DEFAULT_FIELDS
+
+
 def load_rules(config: Config) -> RuleSet:
     """Parse every rule file. Errors are collected in `RuleSet.errors`, never raised."""
     hotfolders = {hf.name: hf for hf in config.settings.hotfolders}
@@ -85,7 +110,13 @@ def load_rules(config: Config) -> RuleSet:
     rules: list[Rule] = []
     positions: list[int] = []
     errors: list[ConfigError] = []
+    fields = field_table(config, errors)
     digest = hashlib.sha256()
+    if config.settings.metadata.configuration:
+        try:  # a changed field table changes what the rules mean
+            digest.update(config.path(config.settings.metadata.configuration).read_bytes())
+        except OSError:
+            pass
     shown_files = []
     for path in rule_files(config):
         shown = _shown(path, config.base)
@@ -96,7 +127,7 @@ def load_rules(config: Config) -> RuleSet:
             errors.append(ConfigError(shown, None, "", f"cannot read rule file: {exc.strerror}"))
             continue
         digest.update(shown.encode() + b"\0" + raw + b"\0")
-        parsed = parse_rule_file(raw, shown, hotfolders, storages, errors)
+        parsed = parse_rule_file(raw, shown, hotfolders, storages, errors, fields, config.base)
         # A file with any error yields no rules, so a rule's position is its index under `rules:`.
         positions.extend(range(len(parsed)))
         rules.extend(parsed)
@@ -109,11 +140,12 @@ def load_rules(config: Config) -> RuleSet:
                                       f"rule name '{rule.name}' is already used by {first.file}:{first.line} "
                                       f"(tenant '{rule.tenant}'); names must be unique", rule.name))
         seen.setdefault(key, rule)
-    return RuleSet(tuple(rules), digest.hexdigest(), tuple(shown_files), tuple(errors))
+    return RuleSet(tuple(rules), digest.hexdigest(), tuple(shown_files), tuple(errors), fields)
 
 
 def parse_rule_file(raw: bytes, shown: str, hotfolders: Mapping[str, object], storages: Mapping[str, object],
-                    errors: list[ConfigError]) -> list[Rule]:
+                    errors: list[ConfigError], fields: FieldTable | None = None,
+                    base: Path | None = None) -> list[Rule]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -133,14 +165,17 @@ def parse_rule_file(raw: bytes, shown: str, hotfolders: Mapping[str, object], st
         return []
     if data is None:
         return []
-    p = Parser(shown, root, "default", hotfolders, storages)  # type: ignore[arg-type]
+    p = Parser(shown, root, "default", hotfolders, storages, fields)  # type: ignore[arg-type]
+    p.base = base
     if not isinstance(data, dict):
         p.error([], "a rule file is a mapping with a 'rules:' list", data)
         errors.extend(p.errors)
         return []
     for key in data:
-        if key not in ("rules", "tenant"):
-            p.error([key], f"unknown top-level key '{key}'", key, "rules, tenant")
+        if key not in ("rules", "tenant", "maps"):
+            p.error([key], f"unknown top-level key '{key}'", key, "rules, tenant, maps")
+    if "maps" in data:
+        p.maps.update(_parse_maps(data["maps"], p))
     tenant = data.get("tenant", "default")
     if not isinstance(tenant, str) or not tenant:
         p.error(["tenant"], "expected a tenant name", tenant)
@@ -213,6 +248,34 @@ def _parse_rule(item: object, loc: Loc, p: Parser) -> Rule | None:
         return None
     return Rule(str(name), p.tenant, p.file, yaml_line(p.root, loc) or 0, frozenset(hotfolders), condition,
                 tuple(actions), tuple(kinds), bool(stop), once, bool(enabled))
+
+
+def _parse_maps(value: object, p: Parser) -> dict[str, dict[str, str]]:
+    """`maps: {desks: {SPO: Sport, "*": "{value}"}}`: routing tables for `{meta.15|map:desks}`."""
+    if not isinstance(value, dict):
+        p.error(["maps"], "expected a mapping of named tables, e.g. {desks: {SPO: Sport, '*': '{value}'}}", value)
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    for name, table in value.items():
+        loc = ["maps", name]
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+            p.error(loc, "a map name is letters, digits, '_' or '-'", name)
+            continue
+        if not isinstance(table, dict) or not table:
+            p.error(loc, "expected a non-empty mapping of value: folder", table)
+            continue
+        entries: dict[str, str] = {}
+        for key, folder in table.items():
+            if isinstance(folder, dict | list) or folder is None or isinstance(key, dict | list) or key is None:
+                p.error([*loc, str(key)], "expected value: replacement (text)", folder)
+                continue
+            text = str(folder)
+            if re.search(r"\{(?!value\})[^{}]*\}", text):
+                p.error([*loc, str(key)], "a map entry may only use the placeholder {value}", text)
+                continue
+            entries[str(key)] = text
+        out[name] = entries
+    return out
 
 
 def _parse_triggers(value: object, loc: Loc, p: Parser, given: bool) -> set[str]:

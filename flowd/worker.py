@@ -13,11 +13,13 @@ unjournalled outputs by their step token, and re-applies the recorded fate idemp
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
@@ -26,10 +28,15 @@ from flowd.actions.webhook import post_json
 from flowd.asset import Asset
 from flowd.context import RunContext
 from flowd.errors import PermanentError, StepError, TransientError
-from flowd.hotfolder import apply_fate, same_file
+from flowd.hotfolder import Folder, apply_fate, same_file
+from flowd.imaging.complete import truncation
 from flowd.queue import Claimed, Finished, JobQueue, backoff
 from flowd.runtime import Runtime
 from flowd.trace import RunTrace
+
+
+def work_root(rt: Runtime) -> Path:
+    return rt.config.data_dir / "work"
 
 
 class Lane:
@@ -63,9 +70,11 @@ class Processor:
         self.get_runtime = get_runtime
         self.lane = Lane()
 
-    def context(self, rt: Runtime, now: datetime, tenant: str, simulate: bool = False) -> RunContext:
+    def context(self, rt: Runtime, now: datetime, tenant: str, job_id: int, simulate: bool = False) -> RunContext:
         return RunContext(now=now, storages=rt.storages, simulate=simulate, post_json=self._posting,
-                          seen_content=lambda rule, sha: self.queue.seen_content(tenant, rule, sha))
+                          seen_content=lambda rule, sha: self.queue.seen_content(tenant, rule, sha),
+                          workdir=work_root(rt) / str(job_id), fields=rt.rules.fields,
+                          released=self.lane.released)
 
     def _posting(self, url: str, payload: dict[str, Any], headers: dict[str, str], timeout: float,
                  key: str) -> int:
@@ -81,15 +90,20 @@ class Processor:
     def _run_batch(self, batch: list[Claimed], claim_next: int) -> tuple[list[Finished], list[Claimed]]:
         rt = self.get_runtime()  # the whole batch runs under one rule set, even across a SIGHUP
         real_dirs: dict[str, bool] = {}  # folder checks, valid for this batch only
-        results = [self._run_job(rt, job, real_dirs) for job in batch]
-        for storage in rt.storages.values():
-            try:
-                with self.lane.released():
-                    storage.sync()
-            except StepError as exc:
-                # Nothing may be finalised on top of outputs that are not durable: wait and redo.
-                logger.warning("storage {} not durable yet: {}", storage.name, exc)
-                return self._all_wait(results, str(exc)), []
+        try:
+            results = [self._run_job(rt, job, real_dirs) for job in batch]
+            for storage in rt.storages.values():
+                try:
+                    with self.lane.released():
+                        storage.sync()
+                except StepError as exc:
+                    # Nothing may be finalised on top of outputs that are not durable: wait and redo.
+                    logger.warning("storage {} not durable yet: {}", storage.name, exc)
+                    return self._all_wait(results, str(exc)), []
+        finally:
+            # Rewritten bytes live only until their outputs are written (and linked ones stay in the output).
+            for job in batch:
+                shutil.rmtree(work_root(rt) / str(job.id), ignore_errors=True)
         owned = self.queue.journal(results)
         final = []
         for f in results:
@@ -119,8 +133,13 @@ class Processor:
         asset = Asset(job.id, job.tenant, job.hotfolder, folder.root, job.relpath, job.size, job.mtime_ns,
                       detected, folder.spec.output, job.relpath.rsplit("/", 1)[-1],
                       disposable=folder.spec.after == "delete")
+        if folder.spec.incomplete_seconds:
+            waiting = self._incomplete(rt, folder.spec.incomplete_seconds, folder.spec.stable_seconds, job, asset,
+                                       trace, folder)
+            if waiting is not None:
+                return waiting
         done = self.queue.done_steps(job.id) if job.attempts > 1 else {}
-        ctx = self.context(rt, detected, job.tenant)
+        ctx = self.context(rt, detected, job.tenant, job.id)
         outcome = rt.engine.run(asset, ctx, trace, done)
         if ctx.linked and (outcome.transient or outcome.status == "quarantined"):
             self._unshare(rt, ctx.linked)
@@ -141,6 +160,29 @@ class Processor:
         return Finished(job, "quarantined" if fate == "quarantine" else "done", outcome.status, fate=fate,
                         error=error, steps=outcome.steps, ledger=outcome.ledger, trace=trace.to_dict(),
                         ruleset=rt.digest)
+
+    def _incomplete(self, rt: Runtime, limit: float, window: float, job: Claimed, asset: Asset, trace: RunTrace,
+                    folder: Folder) -> Finished | None:
+        """A file whose own structure says it is cut short (JPEG without EOI, PNG without IEND ...) is still
+        arriving: it waits a stability window at a time; past the limit it is quarantined as truncated."""
+        try:
+            reason = truncation(asset.path, asset.format())
+        except OSError:
+            return None  # vanished or unreadable: the engine reports it the usual way
+        if reason is None:
+            return None
+        waited = time.time() - job.created
+        if waited < limit:
+            delay = max(window, 1.0) * min(job.attempts, 8)  # a stalled upload need not be re-read every second
+            trace.status, trace.fate = "waiting", f"incomplete ({reason}); checked again in {delay:.0f}s"
+            logger.info("job {} {}/{} incomplete ({}); waiting", job.id, job.hotfolder, job.relpath, reason)
+            return Finished(job, "waiting", "waiting", error=f"incomplete: {reason}", retry_at=time.time() + delay,
+                            trace=trace.to_dict(), ruleset=rt.digest)
+        error = {"reason": f"truncated: {reason} (still incomplete {waited:.0f}s after it arrived)"}
+        fate = folder.fate(False, False, True)
+        trace.status, trace.fate, trace.error = "quarantined", fate, error
+        return Finished(job, "quarantined" if fate == "quarantine" else "done", "quarantined", fate=fate,
+                        error=json.dumps({**error, "job": job.id}), trace=trace.to_dict(), ruleset=rt.digest)
 
     def _unshare(self, rt: Runtime, linked: list[tuple[str, str]]) -> None:
         """The source stays (waiting or quarantined): an output linked to it must not change with it."""

@@ -79,7 +79,9 @@ def tree(root: Path) -> dict[str, bytes]:
 
 
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 8 + b"\xff\xd9"
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+# Structurally complete (flowd holds back files whose format says they are cut short): IHDR ... IEND.
+PNG = (b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x0dIHDR" + b"\x00" * 17 + b"\x00" * 32
+       + b"\x00\x00\x00\x00IEND\xaeB`\x82")
 PDF = b"%PDF-1.7\n" + b"x" * 64 + b"\n%%EOF\n"
 
 

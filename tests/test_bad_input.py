@@ -332,6 +332,15 @@ CONFIG_CASES = [
          "environment FLOWD_WORKERS", "less than or equal to 64", "got '100'", env={"FLOWD_WORKERS": "100"}),
     toml("env-log-level-unknown", "[flowd]\nworkers = 4\n", None,
          "environment FLOWD_LOG_LEVEL", "got 'LOUD'", "allowed: 'TRACE'", env={"FLOWD_LOG_LEVEL": "LOUD"}),
+    toml("metadata-configuration-missing", """\
+        [metadata]
+        configuration = "nowhere.xml"
+        """, 2, "metadata.configuration", "no such file", "got 'nowhere.xml'"),
+    Case("metadata-configuration-broken", {"flowd.toml": SITE_TOML + '\n[metadata]\nconfiguration = "fields.xml"\n',
+                                           "fields.xml": '<MetadataConfiguration>\n  <Namespace prefix="x" uri="u">\n'
+                                                         '    <Field id="abc" xmpName="Desk"/>\n'
+                                                         '  </Namespace>\n</MetadataConfiguration>\n'},
+         "fields.xml", 3, ("abc",)),
     toml("env-rules-not-json", "[flowd]\nworkers = 4\n", None,
          "environment FLOWD_RULES", "not valid JSON", "got 'rules/*.yaml'", env={"FLOWD_RULES": "rules/*.yaml"}),
 ]
@@ -624,6 +633,95 @@ RULE_CASES = [
           do:
             - quarantine: {reason: ""}
         """, 4, "rules.0.do.0.quarantine.reason", "at least 1 character"),
+    # -- metadata and pixels --
+    rule("field-unknown-name", """\
+        - name: photos
+          if: {field: {captoin: {is_empty: true}}}
+          do: [{delete: {}}]
+        """, 3, "rules.0.if.field.captoin", "caption", "got 'captoin'"),
+    rule("field-unknown-test", """\
+        - name: photos
+          if:
+            - field:
+                116:
+                  emtpy: true
+          do: [{delete: {}}]
+        """, 6, "rules.0.if.0.field.116.emtpy", "unknown field test 'emtpy'", "allowed: is_empty"),
+    rule("field-bad-regex", """\
+        - name: photos
+          if: {field: {headline: {matches: "(unclosed"}}}
+          do: [{delete: {}}]
+        """, 3, "rules.0.if.field.headline.matches", "not a valid regular expression"),
+    rule("required-fields-unknown", """\
+        - name: photos
+          if: {required_fields: [120, 99999]}
+          do: [{delete: {}}]
+        """, 3, "rules.0.if.required_fields.1", "got 99999"),
+    rule("image-unknown-color", """\
+        - name: photos
+          if: {image: {color: cmy}}
+          do: [{delete: {}}]
+        """, 3, "rules.0.if.image.color", "unknown colour mode", "allowed: rgb, cmyk, gray"),
+    rule("macro-unknown-action", """\
+        - name: photos
+          do:
+            - set_metadata:
+                - {field: 116, action: replase, value: x}
+        """, 5, "rules.0.do.0.set_metadata.0.action", "got 'replase'", "replace"),
+    rule("macro-unknown-code", """\
+        - name: photos
+          do:
+            - set_metadata:
+                - field: 116
+                  value: "(c) %%INSDAET"
+        """, 6, "rules.0.do.0.set_metadata.0.value", "unknown dynamic code", "%%INSDATE"),
+    rule("macro-unknown-field", """\
+        - name: photos
+          do:
+            - set_metadata:
+                - {field: photoshp:Credit, value: AP}
+        """, 5, "rules.0.do.0.set_metadata.0.field", "got 'photoshp:Credit'"),
+    rule("meta-placeholder-unknown-field", """\
+        - name: photos
+          do:
+            - store: {to: "lake:default/{meta.captoin}/{name}"}
+        """, 4, "rules.0.do.0.store.to", "{meta.captoin}"),
+    rules("map-filter-unknown-map", """\
+        maps:
+          desks: {SPO: Sport}
+        rules:
+          - name: photos
+            do:
+              - store: {to: "lake:default/{meta.15|map:desk}/{name}"}
+        """, 6, "rules.0.do.0.store.to", "no map named 'desk'", "desks"),
+    rules("map-not-a-table", """\
+        maps:
+          desks: [SPO, Sport]
+        rules: []
+        """, 2, "maps.desks", "expected a non-empty mapping"),
+    rule("convert-fit-not-a-pair", """\
+        - name: photos
+          do:
+            - convert:
+                resize: {fit: 2048}
+        """, 5, "rules.0.do.0.convert.resize"),
+    rule("convert-unknown-format", """\
+        - name: photos
+          do:
+            - convert:
+                format: {type: jpg}
+        """, 5, "rules.0.do.0.convert.format.type", "got 'jpg'", "jpeg"),
+    rule("convert-unknown-profile", """\
+        - name: photos
+          do:
+            - convert:
+                color: {to: adobergb}
+        """, 5, "rules.0.do.0.convert.color.to", "got 'adobergb'", "srgb"),
+    rule("date-placeholder-bad-source", """\
+        - name: photos
+          do:
+            - store: {to: "lake:default/{date:exif:%Y}/{name}"}
+        """, 4, "rules.0.do.0.store.to", "unknown date source 'exif'"),
 ]
 
 CASES = CONFIG_CASES + RULE_CASES

@@ -25,7 +25,7 @@ from conftest import JPEG, PDF, PNG, Site, tree
 
 TIFF_LE = b"II*\x00\x08\x00\x00\x00" + b"\x00" * 64
 TIFF_BE = b"MM\x00*\x00\x00\x00\x08" + b"\x00" * 64
-GIF = b"GIF89a\x01\x00\x01\x00\x80\x00\x00" + b"\x00" * 32
+GIF = b"GIF89a\x01\x00\x01\x00\x80\x00\x00" + b"\x00" * 32 + b";"  # with its trailer: complete
 WEBP = b"RIFF\x24\x00\x00\x00WEBPVP8 " + b"\x00" * 32
 WAVE = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 32  # RIFF, but not WebP
 PSD = b"8BPS\x00\x01\x00\x00\x00\x00\x00\x00" + b"\x00" * 32

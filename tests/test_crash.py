@@ -15,8 +15,10 @@ KILLS = 6
 
 
 def _payload(i: int) -> bytes:
-    head = b"\xff\xd8\xff\xe0" if i % 2 == 0 else b"%PDF-1.4\n"
-    return head + hashlib.sha256(str(i).encode()).digest() * (1 + i % 50)
+    # Complete files (JPEG end marker, PDF %%EOF): a file cut short would wait for the rest of it.
+    jpeg = b"\xff\xd8\xff\xda\x00\x02", b"\xff\xd9"  # start, a scan header, ..., end of image
+    head, tail = jpeg if i % 2 == 0 else (b"%PDF-1.4\n", b"\n%%EOF\n")
+    return head + hashlib.sha256(str(i).encode()).digest() * (1 + i % 50) + tail
 
 
 def _name(i: int) -> str:

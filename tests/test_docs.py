@@ -30,7 +30,7 @@ def test_every_action_is_documented(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(PLACEHOLDERS))
 def test_every_placeholder_is_documented(name: str) -> None:
-    assert re.search(rf"\{{{name}[}}:]", README), f"The {{{name}}} placeholder is not documented in README.md"
+    assert re.search(rf"\{{{name}[}}:.|]", README), f"The {{{name}}} placeholder is not documented in README.md"
 
 
 @pytest.mark.parametrize("policy", [c.value for c in Conflict])

@@ -281,8 +281,7 @@ def test_retry_of_a_file_replaced_in_the_errors_folder_is_a_new_job(site: Site) 
               - store: {to: "{output}/photos/{name}"}
     """)
     site.start()
-    truncated = JPEG[:12]
-    site.drop("a.jpg", truncated)
+    site.drop("a.jpg", b"not a photo\n")  # 12 bytes
     site.settled(1)
     [q] = quarantined(site)
     assert q["error"]["reason"] == "12 bytes is too small for a photo"

@@ -10,6 +10,7 @@ from flowd.action import Step
 from flowd.asset import Asset
 from flowd.errors import PathEscapeError, PermanentError
 from flowd.parse import Loc, Parser
+from flowd.placeholders import resolve
 from flowd.target import Target, TargetError, parse_target
 from flowd.template import Template
 from flowd.validation import problems
@@ -37,15 +38,15 @@ def validate(model: type[M], value: object, loc: Loc, p: Parser) -> M | None:
 
 
 def render_target(template: Template, asset: Asset, step: Step) -> Target:
-    text = render(template, asset, step)
+    text = render(template, asset, step, path=True)
     try:
         return parse_target(text)
     except TargetError as exc:
         raise PathEscapeError(f"rendered target {text!r} is not allowed: {exc}") from None
 
 
-def render(template: Template, asset: Asset, step: Step) -> str:
+def render(template: Template, asset: Asset, step: Step, path: bool = False) -> str:
     try:
-        return template.render(lambda name, fmt: asset.placeholder(name, fmt, step.id))
-    except (ValueError, OSError) as exc:
+        return template.render(lambda field: resolve(field, asset, step.id, path))
+    except (ValueError, OSError, KeyError) as exc:
         raise PermanentError(f"cannot render {template.source!r}: {exc}") from None

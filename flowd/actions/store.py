@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import posixpath
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -44,13 +46,27 @@ class Store:
         if ctx.simulate:
             put = storage.plan(target.key, self.conflict, asset.sha256)
         else:
-            # One link per job at most: two outputs sharing one inode would also share the step token.
-            may_link = (asset.disposable or self.consumes) and not ctx.linked
-            put = storage.put_file(target.key, asset.path, conflict=self.conflict, token=step.token,
-                                   sha256=asset.sha256, may_link=may_link)
-            if put.linked:
-                ctx.linked.append((target.storage, put.key))
+            if asset.content is not None:
+                # Rewritten bytes in the job's work folder are private: linking them is always safe (the
+                # storage copies instead once the file already has a second name).
+                put = storage.put_file(target.key, asset.path, conflict=self.conflict, token=step.token,
+                                       sha256=asset.sha256, may_link=True)
+            else:
+                # One link per job at most: two outputs sharing one inode would also share the step token.
+                may_link = (asset.disposable or self.consumes) and not ctx.linked
+                put = storage.put_file(target.key, asset.path, conflict=self.conflict, token=step.token,
+                                       sha256=asset.sha256, may_link=may_link)
+                if put.linked:
+                    ctx.linked.append((target.storage, put.key))
         record = {"target": f"{target.storage}:{put.key}", "outcome": put.outcome, "conflict": self.conflict.value}
+        if asset.sidecar is not None:
+            # The XMP sidecar follows its file's final name (after `increment`): photo_1.jpg -> photo_1.xmp.
+            key = posixpath.splitext(put.key)[0] + ".xmp"
+            if not ctx.simulate:
+                sidecar = asset.sidecar
+                storage.put_file(key, sidecar, conflict=Conflict.OVERWRITE, token=f"{step.token}-xmp",
+                                 sha256=lambda: hashlib.sha256(sidecar.read_bytes()).hexdigest())
+            record["sidecar"] = f"{target.storage}:{key}"
         return Result(asset, record, consumes=self.consumes)
 
 

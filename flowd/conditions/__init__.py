@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flowd.condition import Condition
-from flowd.conditions import facts, logic, names
+from flowd.conditions import facts, image, logic, metadata, names
 from flowd.parse import Loc, Parser
 
 Builder = Callable[[object, Loc, Parser], Condition | None]
@@ -19,6 +19,9 @@ CONDITIONS: dict[str, Builder] = {
     "age": facts.build_age,
     "format": facts.build_format,
     "hotfolder": facts.build_hotfolder,
+    "field": metadata.build_field,
+    "required_fields": metadata.build_required_fields,
+    "image": image.build_image,
     "all": logic.build_all,
     "any": logic.build_any,
     "not": logic.build_not,
