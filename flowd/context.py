@@ -31,17 +31,22 @@ class RunContext:
     seen_content: Callable[[str, str], int | None]  # (rule, sha256) -> job id that processed it
     # Outputs of this job that share their bytes with the source (at most one: see Store.run).
     linked: list[tuple[str, str]] = field(default_factory=list)
-    # The job's private folder for rewritten bytes (set_metadata, convert); removed when the job's batch ends.
+    # A private folder for rewritten bytes (set_metadata, convert), one per worker: the files this job
+    # makes there are listed in `made` and removed when its batch ends.
     workdir: Path | None = None
+    made: list[Path] = field(default_factory=list)
     fields: FieldTable | None = None
     # Lets other workers compute while this one waits on C code that releases the GIL (libvips).
     released: Callable[[], AbstractContextManager[None]] = _held
 
     def work_file(self, token: str, suffix: str) -> Path:
-        """A fresh path for one step's output bytes: named by the step token, so a retry overwrites it."""
+        """A fresh path for one step's output bytes: named by the step token, unique to the job's step."""
         if self.workdir is None:
             raise RuntimeError("this run has no work folder")
-        self.workdir.mkdir(parents=True, exist_ok=True)
         path = self.workdir / f"{token}{suffix}"
-        path.unlink(missing_ok=True)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        self.made.append(path)
         return path

@@ -13,7 +13,6 @@ unjournalled outputs by their step token, and re-applies the recorded fate idemp
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -69,12 +68,31 @@ class Processor:
         self.queue = queue
         self.get_runtime = get_runtime
         self.lane = Lane()
+        self._workdirs: set[Path] = set()
+        self._local = threading.local()
 
-    def context(self, rt: Runtime, now: datetime, tenant: str, job_id: int, simulate: bool = False) -> RunContext:
+    @property
+    def _made(self) -> list[Path]:
+        """Work files made by this thread's current batch."""
+        made: list[Path] | None = getattr(self._local, "made", None)
+        if made is None:
+            made = self._local.made = []
+        return made
+
+    def context(self, rt: Runtime, now: datetime, tenant: str, simulate: bool = False) -> RunContext:
         return RunContext(now=now, storages=rt.storages, simulate=simulate, post_json=self._posting,
                           seen_content=lambda rule, sha: self.queue.seen_content(tenant, rule, sha),
-                          workdir=work_root(rt) / str(job_id), fields=rt.rules.fields,
+                          workdir=self._workdir(rt), fields=rt.rules.fields, made=self._made,
                           released=self.lane.released)
+
+    def _workdir(self, rt: Runtime) -> Path:
+        """This worker thread's folder for rewritten bytes, made once (a mkdir per job costs more than
+        the job's own bookkeeping)."""
+        folder = work_root(rt) / f"w{threading.get_ident()}"
+        if folder not in self._workdirs:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._workdirs.add(folder)
+        return folder
 
     def _posting(self, url: str, payload: dict[str, Any], headers: dict[str, str], timeout: float,
                  key: str) -> int:
@@ -102,8 +120,13 @@ class Processor:
                     return self._all_wait(results, str(exc)), []
         finally:
             # Rewritten bytes live only until their outputs are written (and linked ones stay in the output).
-            for job in batch:
-                shutil.rmtree(work_root(rt) / str(job.id), ignore_errors=True)
+            made = self._made
+            for path in made:
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    pass
+            made.clear()
         owned = self.queue.journal(results)
         final = []
         for f in results:
@@ -139,7 +162,7 @@ class Processor:
             if waiting is not None:
                 return waiting
         done = self.queue.done_steps(job.id) if job.attempts > 1 else {}
-        ctx = self.context(rt, detected, job.tenant, job.id)
+        ctx = self.context(rt, detected, job.tenant)
         outcome = rt.engine.run(asset, ctx, trace, done)
         if ctx.linked and (outcome.transient or outcome.status == "quarantined"):
             self._unshare(rt, ctx.linked)

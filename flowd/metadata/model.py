@@ -275,9 +275,8 @@ class Metadata:
             new = head
         check = _parse(head, dst.name)
         try:
-            self._check(check, mime, new, writes, dst.name)
+            xmp, iptc = self._check(check, mime, new, writes, dst.name)
             _write_new(dst, new)
-            xmp, iptc = _read_xmp(check), _read_iptc(check)[0]
         except BaseException:
             _close(check)
             raise
@@ -414,8 +413,10 @@ class Metadata:
         except (RuntimeError, ValueError) as exc:
             raise PermanentError(f"{name}: exiv2 cannot write its metadata ({_reason(exc)})") from exc
 
-    def _check(self, image: Any, mime: str, data: bytes, writes: Mapping[FieldDef, list[str]], name: str) -> None:
-        """Every written field reads back as intended, stripped fields are gone, and the container is whole."""
+    def _check(self, image: Any, mime: str, data: bytes, writes: Mapping[FieldDef, list[str]],
+               name: str) -> tuple[Raw, Raw]:
+        """Every written field reads back as intended, stripped fields are gone, and the container is whole.
+        Returns what it read (XMP, IPTC), which then describes the new file."""
         problem = _container_problem(image, mime, data)
         if problem is not None:
             raise PermanentError(f"{name}: refusing to write a damaged file: {problem}")
@@ -435,6 +436,7 @@ class Metadata:
             left = [d for d in self.table.defs() if d not in writes and (_from_xmp(d, xmp) or _from_iptc(d, iptc))]
             if left:
                 raise PermanentError(f"{name}: stripping left field {left[0]} behind")
+        return xmp, iptc
 
 
 # -- values ---------------------------------------------------------------------------------------------
@@ -612,8 +614,17 @@ def _parse(data: bytes, name: str) -> Any:
 
 
 def _close(image: Any) -> None:
+    # pyexiv2's close() also replaces every attribute through dir(), which costs more than the parse;
+    # freeing the C++ image is all that matters here (the object is never used again).
+    raw = getattr(image, "_exiv2api_image", None)
+    if raw is None:
+        return  # closed already
     try:
-        image.close()
+        if hasattr(raw, "close_image"):
+            raw.close_image()
+            image._exiv2api_image = None
+        else:
+            image.close()
     except RuntimeError:
         pass  # already closed
 
