@@ -35,6 +35,8 @@ class RunContext:
     # makes there are listed in `made` and removed when its batch ends.
     workdir: Path | None = None
     made: list[Path] = field(default_factory=list)
+    # Files in the hot folder consumed along with the source (merged sidecars): (relpath, size, mtime_ns).
+    companions: list[tuple[str, int, int]] = field(default_factory=list)
     fields: FieldTable | None = None
     # Lets other workers compute while this one waits on C code that releases the GIL (libvips).
     released: Callable[[], AbstractContextManager[None]] = _held

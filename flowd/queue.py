@@ -68,6 +68,8 @@ class Finished:
     ledger: Sequence[tuple[str, str, str]] = ()
     trace: dict[str, Any] | None = None
     ruleset: str | None = None
+    # Files that go wherever the source goes (a merged sidecar): (relpath, size, mtime_ns).
+    companions: Sequence[tuple[str, int, int]] = ()
 
 
 def display(relpath: str) -> str:

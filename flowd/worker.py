@@ -182,7 +182,7 @@ class Processor:
         error = json.dumps({**(outcome.error or {}), "job": job.id}) if outcome.error else None
         return Finished(job, "quarantined" if fate == "quarantine" else "done", outcome.status, fate=fate,
                         error=error, steps=outcome.steps, ledger=outcome.ledger, trace=trace.to_dict(),
-                        ruleset=rt.digest)
+                        ruleset=rt.digest, companions=tuple(ctx.companions))
 
     def _incomplete(self, rt: Runtime, limit: float, window: float, job: Claimed, asset: Asset, trace: RunTrace,
                     folder: Folder) -> Finished | None:
@@ -224,6 +224,9 @@ class Processor:
             error = {"reason": "quarantined", "job": f.job.id}
         try:
             done = apply_fate(folder, f.job.relpath, f.job.size, f.job.mtime_ns, f.fate, error, real_dirs)
+            if f.fate != "unmatched":  # a merged sidecar goes where its picture goes (deleted, moved, errors)
+                for relpath, size, mtime_ns in f.companions:
+                    apply_fate(folder, relpath, size, mtime_ns, f.fate, error, real_dirs)
             if f.fate == "quarantine":
                 f.state = "quarantined"
                 if done.startswith("quarantined to "):

@@ -389,7 +389,9 @@ def test_newsroom_example_merges_sidecars_and_routes_by_prefix(site: QuickSite, 
         (drop / "day1" / "SPO_match.jpg").write_bytes(clean.read_bytes())
         ex.settled(1, timeout=60)
         archive = config.parent / "var" / "cf" / "Archive"
-        [out] = [p for p in archive.rglob("*.jpg")]
+        wait_for(lambda: not (drop / "day1" / "SPO_match.xmp").exists(), message="the sidecar to go with its picture")
+        assert [p for p in drop.rglob("*") if p.is_file()] == []
+        [out] = [p for p in archive.rglob("*") if p.is_file()]
         rel = out.relative_to(archive).as_posix()
         now = datetime.now()
         assert rel == f"Sport/{now:%Y/%B/%d}/day1/match.jpg"
@@ -480,3 +482,32 @@ def test_strip_map_category_merge_and_sidecar_output(site: QuickSite, tmp_path: 
     assert c["IPTC:CopyrightNotice"] == "(c) Example Agency" and as_list(c["IPTC:Keywords"]) == ["agency", "wire"]
     assert "IPTC:Headline" not in c, "to: sidecar leaves the file alone"
     assert tags(out["assets/coded/code-1.xmp"])["XMP-photoshop:Headline"] == "Sidecar code-1"
+
+
+def test_corrupt_files_of_every_format_are_quarantined_with_a_reason(site: QuickSite, tmp_path: Path) -> None:
+    """Garbage after a valid header: whether the structure check calls it cut short or libvips fails to
+    decode it, nothing is written and each file lands in `errors` with a reason a person can act on."""
+    from imagegen import corrupt, gif, png, rgb_tiff, webp
+
+    site.configure(hotfolders=[{"stable_seconds": 0.3}], extra="incomplete_seconds = 1\n")
+    site.rules("""
+        rules:
+          - name: web
+            do:
+              - convert: {resize: {fit: [64, 64]}, format: {type: jpeg}}
+              - store: {to: "{output}/{name}"}
+    """)
+    site.start()
+    src = tmp_path / "src"
+    src.mkdir()
+    made = {"a.jpg": rgb_jpeg(src / "a.jpg", 200, 150), "b.png": png(src / "b.png"), "c.tif": rgb_tiff(src / "c.tif"),
+            "d.webp": webp(src / "d.webp"), "e.gif": gif(src / "e.gif")}
+    for name, path in made.items():
+        site.drop(name, corrupt(path, tmp_path / f"bad-{name}").read_bytes())
+    site.settled(len(made), timeout=60)
+    assert outputs(site) == {}
+    notes = error_notes(site)
+    assert sorted(notes) == sorted(f"{n}.error.json" for n in made)
+    for name, note in notes.items():
+        reason = note["reason"]
+        assert reason.startswith("truncated: ") or (note["action"] == "convert" and len(reason) > 10), (name, note)

@@ -95,7 +95,8 @@ class SetMetadata:
 class MergeMetadata:
     """`merge_metadata: {from: sidecar, wait: 10s, overwrite: false}` or `{from: "templates/agency.xmp"}`:
     copy fields from a sidecar with the source's base name (.xmp, or .txt lines `field=value`) or from a
-    fixed template file; fill empty fields only unless `overwrite`."""
+    fixed template file; fill empty fields only unless `overwrite`. A merged sidecar follows its picture
+    (deleted, moved or quarantined with it) unless `consume: false`."""
 
     source: str  # "sidecar" or a template file path
     suffixes: tuple[str, ...]
@@ -103,6 +104,7 @@ class MergeMetadata:
     overwrite: bool
     required: bool
     to: str
+    consume: bool
     kind: ClassVar[str] = "merge_metadata"
     effectful: ClassVar[bool] = False
 
@@ -111,6 +113,11 @@ class MergeMetadata:
 
         if self.source == "sidecar":
             found = find_sidecar(asset.source, self.suffixes)
+            if found is not None and self.consume and not ctx.simulate:
+                st = found.stat()
+                rel = found.relative_to(asset.root).as_posix()
+                if (rel, st.st_size, st.st_mtime_ns) not in ctx.companions:
+                    ctx.companions.append((rel, st.st_size, st.st_mtime_ns))
             if found is None:
                 waited = time.time() - asset.detected_at.timestamp()
                 if waited < self.wait and not ctx.simulate:
@@ -279,6 +286,7 @@ class MergeSpec(BaseModel):
     overwrite: bool = False
     required: bool = False
     to: Literal["file", "sidecar"] = "file"
+    consume: bool = True
 
 
 def build_merge_metadata(value: object, loc: Loc, p: Parser) -> MergeMetadata | None:
@@ -304,7 +312,7 @@ def build_merge_metadata(value: object, loc: Loc, p: Parser) -> MergeMetadata | 
     if bad:
         p.error([*loc, "suffixes"], "a sidecar suffix starts with '.' (e.g. .xmp)", bad[0])
         return None
-    return MergeMetadata(source, tuple(spec.suffixes), wait, spec.overwrite, spec.required, spec.to)
+    return MergeMetadata(source, tuple(spec.suffixes), wait, spec.overwrite, spec.required, spec.to, spec.consume)
 
 
 class StripSpec(BaseModel):
