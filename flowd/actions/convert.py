@@ -9,7 +9,7 @@ from flowd.action import Result, Step
 from flowd.actions.common import validate
 from flowd.asset import Asset, split_name
 from flowd.context import RunContext
-from flowd.imaging.convert import ConvertSpec, convert
+from flowd.imaging.spec import ConvertSpec
 from flowd.parse import Loc, Parser
 
 # Extensions that name the same format: a .jpeg stays .jpeg when the output is JPEG.
@@ -29,6 +29,8 @@ class Convert:
     effectful: ClassVar[bool] = False
 
     def run(self, asset: Asset, ctx: RunContext, step: Step) -> Result:
+        from flowd.imaging.convert import convert  # libvips loads with the first conversion, not at start
+
         facts = asset.image()
         dst = ctx.work_file(step.token, asset.ext.lower() or ".img")
         # libvips works on its own threads without the GIL: let other workers run meanwhile.

@@ -72,6 +72,9 @@ def _jpeg(fh: BinaryIO, size: int) -> str | None:
     else:
         return None
     scan = pos
+    fh.seek(max(scan, size - 16))
+    if b"\xff\xd9" in fh.read(16):  # the usual case: the marker is (nearly) the last thing in the file
+        return None
     ends = [size]
     if trailer and trailer < size:
         ends.append(size - trailer)
