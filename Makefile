@@ -35,8 +35,10 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check flowd tests benchmarks
 	$(BIN)/mypy flowd
 
+# Routing throughput and latency (vs organize), then metadata and imaging (vs exiftool and ImageMagick).
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/images.py $(IMAGES_ARGS)
 
 clean:
 	rm -rf var .pytest_cache benchmarks/work

@@ -927,22 +927,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-readme", action="store_true", help="do not rewrite benchmarks/README.md")
     args = p.parse_args(argv)
 
-    if WORK.exists():
-        shutil.rmtree(WORK)
-    WORK.mkdir(parents=True)
+    work = WORK / "routing"  # images.py keeps its (slow to make) corpora beside it
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
     source_digest = flowd_digest()
     try:
         t = time.perf_counter()
-        corpus = WORK / "corpus"
+        corpus = work / "corpus"
         items = make_corpus(corpus, args.files) if args.files else []
         total = sum(it.size for it in items)
         print(f"corpus: {len(items):,} files, {total / 2**20:.0f} MB, seed {SEED} ({time.perf_counter() - t:.1f} s)",
               flush=True)
         if args.profile:
             if args.profile_clock == "py-spy":
-                run_pyspy(corpus, items, WORK, args.workers, args.top)
+                run_pyspy(corpus, items, work, args.workers, args.top)
             else:
-                run_profile(corpus, items, WORK, args.workers, args.profile_clock, args.top)
+                run_profile(corpus, items, work, args.workers, args.profile_clock, args.top)
             return 0
         parts = args.only or ["flowd", "organize", "floor", "latency"]
         rounds: dict[str, list[Run]] = {}
@@ -953,22 +954,22 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"running {part}" + (f" (round {n + 1} of {args.repeat})" if args.repeat > 1 else "")
                       + " ...", flush=True)
                 if part == "flowd":
-                    r = run_flowd(corpus, items, WORK, args.workers)
+                    r = run_flowd(corpus, items, work, args.workers)
                 elif part == "organize":
-                    r = run_organize(corpus, items, WORK, args.organize_format)
+                    r = run_organize(corpus, items, work, args.organize_format)
                 else:
-                    r = run_floor(corpus, items, WORK)
+                    r = run_floor(corpus, items, work)
                 print(f"  {r.name}: {r.seconds:.2f} s, {r.rate:,.0f} files/s, peak RSS {r.peak_rss / 2**20:.0f} MB, "
                       f"CPU {r.cpu:.1f} s, others' load {r.others:.0%}"
                       + ("" if r.ok else "  PROBLEMS:\n    " + "\n    ".join(r.problems)), flush=True)
                 rounds.setdefault(part, []).append(r)
                 if not args.keep or n + 1 < args.repeat:
-                    shutil.rmtree(WORK / part, ignore_errors=True)
+                    shutil.rmtree(work / part, ignore_errors=True)
         runs = [median_run(rs) for rs in rounds.values()]
         lat = None
         if "latency" in parts and args.drops:
             print(f"running latency ({args.drops} drops) ...", flush=True)
-            lat = run_latency(WORK, args.drops, args.workers)
+            lat = run_latency(work, args.drops, args.workers)
         info = machine_info()
         if flowd_digest() != source_digest:
             info["code"] += " (flowd/ CHANGED while this ran: rounds may have run different code)"
@@ -981,7 +982,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if failed else 0
     finally:
         if not args.keep:
-            shutil.rmtree(WORK, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
