@@ -40,7 +40,12 @@ def _condition(cond: dict[str, Any], indent: int) -> list[str]:
             out.extend(_condition(inner, indent + 2))
         return out
     on = f" ({cond['on']})" if "on" in cond else ""
-    return [f"{pad}{mark} {cond['if']}{on} = {cond.get('value')!r}  expected {cond.get('expect')}"]
+    what = f"{cond['if']} {cond['field']}" if "field" in cond else cond["if"]  # field caption = ''
+    if "missing" in cond:  # required_fields
+        return [f"{pad}{mark} {what}{on}: missing {cond['missing'] or 'none'}  expected {cond.get('expect')}"]
+    if "error" in cond:
+        return [f"{pad}{mark} {what}{on}: {cond['error']}"]
+    return [f"{pad}{mark} {what}{on} = {cond.get('value')!r}  expected {cond.get('expect')}"]
 
 
 def when(ts: float | None) -> str:
