@@ -186,3 +186,16 @@ def test_simulate_runs_metadata_and_pixel_actions_on_copies(pictures: dict[str, 
     assert trace["rules"][0]["actions"][2]["target"] == "lake:assets/200px/100x50-rgb/cmyk.png"
     assert src.read_bytes() == before, "simulate never changes the source"
     assert not (src.parent.parent.parent / "lake").exists(), "and writes no output"
+
+
+def test_an_image_over_the_pixel_limit_is_refused_before_decoding(pictures: dict[str, Path]) -> None:
+    trace = simulate(pictures["SPO_match.jpg"].parent, """
+        rules:
+          - name: web
+            do:
+              - convert: {resize: {fit: [100, 100]}, max_input_megapixels: 0.1}
+              - store: {to: "{output}/{name}"}
+    """, "SPO_match.jpg")
+    assert trace["status"] == "quarantined"
+    assert trace["error"]["reason"] == ("the image is 400 x 300 (0.1 megapixels), over this rule's limit of 0.1 "
+                                        "(convert: max_input_megapixels)")

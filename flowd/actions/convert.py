@@ -9,6 +9,7 @@ from flowd.action import Result, Step
 from flowd.actions.common import validate
 from flowd.asset import Asset, split_name
 from flowd.context import RunContext
+from flowd.errors import PermanentError
 from flowd.imaging.spec import ConvertSpec
 from flowd.parse import Loc, Parser
 
@@ -32,6 +33,10 @@ class Convert:
         from flowd.imaging.convert import convert  # libvips loads with the first conversion, not at start
 
         facts = asset.image()
+        if facts.megapixels > self.spec.max_input_megapixels:
+            raise PermanentError(f"the image is {facts.width} x {facts.height} ({facts.megapixels:,.1f} megapixels), "
+                                 f"over this rule's limit of {self.spec.max_input_megapixels:g} "
+                                 "(convert: max_input_megapixels)")
         dst = ctx.work_file(step.token, asset.ext.lower() or ".img")
         # libvips works on its own threads without the GIL: let other workers run meanwhile.
         with ctx.released():

@@ -193,6 +193,8 @@ class ConvertSpec(_Spec):
     pages: Literal["first"] = "first"
     metadata: Literal["keep", "strip"] = "keep"
     strict: bool = False  # also refuse images the decoder only warns about (damaged but decodable data)
+    # A header can claim any size: an upload saying 60000 x 60000 must be refused, not decoded.
+    max_input_megapixels: float = Field(300, gt=0)
 
     @model_validator(mode="after")
     def _fits(self) -> ConvertSpec:
