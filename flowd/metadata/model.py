@@ -50,6 +50,7 @@ from typing import Any
 import pyexiv2
 
 from flowd.errors import PermanentError, TransientError
+from flowd.metadata.container import container_problem, decode, join_head, jpeg_head, jpeg_scan, reason, tiff_problem
 from flowd.metadata.fields import (
     DEFAULT_FIELDS,
     FieldDef,
@@ -85,7 +86,7 @@ class _Origin:
     exif: Raw | None = None
 
     def reopen(self) -> Any:
-        return _parse(_head(self.data, self.scan), self.path.name)
+        return _parse(jpeg_head(self.data, self.scan), self.path.name)
 
 
 @dataclass(eq=False)
@@ -123,13 +124,13 @@ class Metadata:
         once (never through a symlink) and parsed in memory; PermanentError carries exiv2's reason."""
         _prepare(table)
         data, st = _read_bytes(path)
-        scan = _jpeg_scan(data)
-        image = _parse(_head(data, scan), path.name)
+        scan = jpeg_scan(data)
+        image = _parse(jpeg_head(data, scan), path.name)
         try:
             xmp, iptc, mime = _read_xmp(image), _read_iptc(image)[0], image.get_mime_type()
         except (RuntimeError, ValueError) as exc:
             _close(image)
-            raise PermanentError(f"{path.name}: exiv2 cannot read its metadata ({_reason(exc)})") from exc
+            raise PermanentError(f"{path.name}: exiv2 cannot read its metadata ({reason(exc)})") from exc
         return cls(table, _Origin(path, _identity(st), data, scan, mime, image), xmp, iptc)
 
     @classmethod
@@ -254,18 +255,18 @@ class Metadata:
                 self._live.images.remove(image)
         else:
             data = _read_bytes(src)[0]
-            scan = _jpeg_scan(data)
-            image = _parse(_head(data, scan), src.name)
+            scan = jpeg_scan(data)
+            image = _parse(jpeg_head(data, scan), src.name)
             mime = image.get_mime_type()
         try:
             # exiv2 rewrites a TIFF from its directory and pads strips that run past the end: look first
-            problem = _tiff_problem(image, data) if mime == "image/tiff" else None
+            problem = tiff_problem(image, data) if mime == "image/tiff" else None
             if problem is not None:
                 raise PermanentError(f"{src.name}: refusing to copy a damaged file: {problem}")
             head, writes, notes = self._apply(image, mime, src.name, edits_only=same)
         finally:
             _close(image)
-        new = _join(head, data, scan)
+        new = join_head(head, data, scan)
         if new is None:  # exiv2 changed the scan header: edit the whole file instead
             image, scan = _parse(data, src.name), None
             try:
@@ -281,7 +282,7 @@ class Metadata:
             _close(check)
             raise
         # Now this describes dst, and the check's parse serves the next save or EXIF read.
-        self._origin = _Origin(dst, _identity(os.stat(dst, follow_symlinks=False)), new, _jpeg_scan(new), mime,
+        self._origin = _Origin(dst, _identity(os.stat(dst, follow_symlinks=False)), new, jpeg_scan(new), mime,
                                check)
         self._live.images.append(check)
         self._xmp, self._iptc = xmp, iptc
@@ -306,7 +307,7 @@ class Metadata:
             image.modify_xmp(xmp)
             new = image.get_bytes()
         except (RuntimeError, ValueError) as exc:
-            raise PermanentError(f"{dst.name}: cannot write the XMP sidecar ({_reason(exc)})") from exc
+            raise PermanentError(f"{dst.name}: cannot write the XMP sidecar ({reason(exc)})") from exc
         finally:
             _close(image)
         check = _parse(new, dst.name)
@@ -362,7 +363,7 @@ class Metadata:
         if origin.exif is None:
             image = origin.image or origin.reopen()
             try:
-                origin.exif = _decode(image.read_exif)
+                origin.exif = decode(image.read_exif)
             except (RuntimeError, ValueError):
                 origin.exif = {}  # EXIF is only a fallback: a broken block reads as none
             finally:
@@ -411,19 +412,19 @@ class Metadata:
                 image.modify_xmp(xmp)
             return image.get_bytes(), writes, notes
         except (RuntimeError, ValueError) as exc:
-            raise PermanentError(f"{name}: exiv2 cannot write its metadata ({_reason(exc)})") from exc
+            raise PermanentError(f"{name}: exiv2 cannot write its metadata ({reason(exc)})") from exc
 
     def _check(self, image: Any, mime: str, data: bytes, writes: Mapping[FieldDef, list[str]],
                name: str) -> tuple[Raw, Raw]:
         """Every written field reads back as intended, stripped fields are gone, and the container is whole.
         Returns what it read (XMP, IPTC), which then describes the new file."""
-        problem = _container_problem(image, mime, data)
+        problem = container_problem(image, mime, data)
         if problem is not None:
             raise PermanentError(f"{name}: refusing to write a damaged file: {problem}")
         try:
             xmp, iptc = _read_xmp(image), _read_iptc(image)[0]
         except (RuntimeError, ValueError) as exc:
-            raise PermanentError(f"{name}: the written metadata does not parse ({_reason(exc)})") from exc
+            raise PermanentError(f"{name}: the written metadata does not parse ({reason(exc)})") from exc
         iptc_ok = "write" in (image.get_access_mode().get("iptc") or "") and mime != "application/rdf+xml"
         for f, values in writes.items():
             checks = [("XMP", _from_xmp(f, xmp), _expected_xmp(f, values))] if f.xmp else []
@@ -610,7 +611,7 @@ def _parse(data: bytes, name: str) -> Any:
     try:
         return pyexiv2.ImageData(data)
     except (RuntimeError, ValueError) as exc:
-        raise PermanentError(f"{name}: not a file exiv2 can read ({_reason(exc)})") from exc
+        raise PermanentError(f"{name}: not a file exiv2 can read ({reason(exc)})") from exc
 
 
 def _close(image: Any) -> None:
@@ -629,22 +630,8 @@ def _close(image: Any) -> None:
         pass  # already closed
 
 
-def _reason(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def _decode(read: Any) -> Raw:
-    """pyexiv2 decodes every value with one encoding and fails on the first byte that does not fit."""
-    for encoding in ("utf-8", "latin-1"):
-        try:
-            return dict(read(encoding=encoding))
-        except UnicodeDecodeError:
-            continue
-    return {}
-
-
 def _read_xmp(image: Any) -> Raw:
-    return _decode(image.read_xmp)
+    return decode(image.read_xmp)
 
 
 def _read_iptc(image: Any) -> tuple[Raw, str]:
@@ -655,123 +642,3 @@ def _read_iptc(image: Any) -> tuple[Raw, str]:
         except UnicodeDecodeError:
             continue
     return {}, "utf-8"
-
-
-def _container_problem(image: Any, mime: str, data: bytes) -> str | None:
-    """Why the bytes are not a whole file of their format, or None. Cheap: markers and lengths only."""
-    got_mime = image.get_mime_type()
-    if got_mime != mime:
-        return f"it now reads as {got_mime}, not {mime}"
-    if mime == "image/jpeg":
-        return _jpeg_problem(data)
-    if mime == "image/png":
-        ok = data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR" and data.rfind(b"IEND") > 0
-        return None if ok else "the PNG has no IHDR or IEND chunk"
-    if mime == "image/webp":
-        size = int.from_bytes(data[4:8], "little") + 8
-        return None if size in (len(data), len(data) - 1) else f"the RIFF size says {size} bytes, not {len(data)}"
-    if mime == "image/x-photoshop":
-        return _psd_problem(data)
-    if mime == "image/tiff":
-        return _tiff_problem(image, data)
-    return None
-
-
-def _tiff_problem(image: Any, data: bytes) -> str | None:
-    """The first image's strips or tiles lie inside the file, and libvips (which decodes it later) can
-    read its header."""
-    import pyvips
-
-    exif = _decode(image.read_exif)
-    for offsets, counts in (("StripOffsets", "StripByteCounts"), ("TileOffsets", "TileByteCounts")):
-        starts, sizes = (str(exif.get(f"Exif.Image.{k}", "")).split() for k in (offsets, counts))
-        ends = [int(a) + int(b) for a, b in zip(starts, sizes, strict=False) if a.isdigit() and b.isdigit()]
-        if ends and max(ends) > len(data):
-            return f"the TIFF image data is truncated ({len(data)} of {max(ends)} bytes)"
-    try:
-        pyvips.Image.new_from_buffer(data, "", access="sequential").width  # noqa: B018 - reads the header
-    except pyvips.Error as exc:
-        return f"libvips cannot read the TIFF header ({_reason(exc)})"
-    return None
-
-
-_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-_EOI = b"\xff\xd9"
-
-
-def _jpeg_scan(data: bytes) -> tuple[int, int] | None:
-    """Where a JPEG's first scan header starts and ends; None if not a JPEG or no scan is found."""
-    found = _walk_jpeg(data)
-    return found if isinstance(found, tuple) else None
-
-
-def _head(data: bytes, scan: tuple[int, int] | None) -> bytes:
-    return data if scan is None else data[:scan[1]] + _EOI
-
-
-def _join(head: bytes, data: bytes, scan: tuple[int, int] | None) -> bytes | None:
-    """The edited head with the original image data after it; None if the scan header did not survive."""
-    if scan is None:
-        return head
-    if not head.endswith(data[scan[0]:scan[1]] + _EOI):
-        return None
-    return b"".join((memoryview(head)[:-2], memoryview(data)[scan[1]:]))
-
-
-def _walk_jpeg(data: bytes) -> tuple[int, int] | str:
-    """Walk the segments to the first scan: its header's (start, end), or why the JPEG is not whole."""
-    if not data.startswith(b"\xff\xd8"):
-        return "no JPEG start marker"
-    i, frame = 2, False
-    while i + 4 <= len(data):
-        if data[i] != 0xFF:
-            return f"no JPEG marker at byte {i}"
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:
-            i += 2
-            continue
-        end = i + 2 + int.from_bytes(data[i + 2:i + 4], "big")
-        if marker == 0xDA:
-            return (i, end) if frame and end <= len(data) else "a scan without a frame header"
-        if marker == 0xD9:
-            return "the JPEG ends before its image data"
-        frame = frame or marker in _SOF
-        i = end
-    return "the JPEG is truncated (no image data)"
-
-
-def _jpeg_problem(data: bytes) -> str | None:
-    """The image data must end with an EOI marker after the first scan (trailers after it are fine)."""
-    found = _walk_jpeg(data)
-    if isinstance(found, str):
-        return found
-    return None if data.rfind(_EOI) >= found[1] else "the JPEG is truncated (no end-of-image marker)"
-
-
-def _psd_problem(data: bytes) -> str | None:
-    """Header, the three length-prefixed sections, then enough image data for the declared size."""
-    if len(data) < 26 or not data.startswith(b"8BPS") or data[4:6] not in (b"\x00\x01", b"\x00\x02"):
-        return "no Photoshop header"
-    big = data[5] == 2  # PSB: 8-byte layer section length, 4-byte RLE counts
-    channels, height, width = (int.from_bytes(data[a:b], "big") for a, b in ((12, 14), (14, 18), (18, 22)))
-    depth = int.from_bytes(data[22:24], "big")
-    i = 26
-    for size in (4, 4, 8 if big else 4):
-        i += size + int.from_bytes(data[i:i + size], "big")
-    if i + 2 > len(data):
-        return "the Photoshop sections run past the end of the file"
-    compression, rest = int.from_bytes(data[i:i + 2], "big"), len(data) - i - 2
-    if compression == 0:
-        need = channels * height * ((width * depth + 7) // 8)
-    elif compression == 1:
-        n = 4 if big else 2
-        counts = data[i + 2:i + 2 + channels * height * n]
-        need = len(counts) + sum(int.from_bytes(counts[j:j + n], "big") for j in range(0, len(counts), n))
-        if len(counts) < channels * height * n:
-            need = channels * height * n
-    else:
-        return None  # ZIP-compressed image data: no cheap length check
-    return None if rest >= need else f"the Photoshop image data is truncated ({rest} of {need} bytes)"
