@@ -41,6 +41,8 @@ class Convert:
         # libvips works on its own threads without the GIL: let other workers run meanwhile.
         with ctx.released():
             done = convert(asset.path, dst, self.spec, facts)
+        if done.path is not None and done.path != dst:
+            ctx.made.append(done.path)  # the output format chose another suffix: clean that file up too
         record = dict(done.record)
         record["mode"] = done.mode
         if done.mode == "skip":
