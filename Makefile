@@ -28,7 +28,12 @@ run: $(VENV)/.installed
 check: $(VENV)/.installed
 	$(BIN)/flowd check -c config.example.toml
 
-test: $(VENV)/.installed-test lint
+# Azurite (the Azure Storage emulator) for the ADLS storage tests, pinned in package.json.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+test: $(VENV)/.installed-test node_modules/.installed lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test

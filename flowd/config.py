@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -90,7 +91,46 @@ class LocalStorageSpec(BaseModel):
     link: bool = True
 
 
-StorageSpec = LocalStorageSpec  # a union once ADLS arrives
+class AdlsStorageSpec(BaseModel):
+    """kind = "adls": an Azure storage account (ADLS Gen2 or plain Blob), written through the Blob API.
+
+    Secrets never sit in this file: each credential option names the environment variable holding it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["adls"]
+    account_url: str | None = None  # https://ACCOUNT.blob.core.windows.net
+    connection_string_env: str | None = None
+    account_key_env: str | None = None
+    sas_token_env: str | None = None
+    credential: Literal["default"] | None = None  # azure-identity's DefaultAzureCredential
+    container: str | None = None  # pin one container; else a key's first segment names it
+    create_containers: bool = True
+    tenants: list[Name] | None = None  # None: open to every tenant
+    max_concurrency: int = Field(4, ge=1, le=64)
+    block_size: int = Field(8 * 1024 * 1024, ge=64 * 1024, le=4000 * 1024 * 1024)
+
+    @field_validator("container")
+    @classmethod
+    def _container(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*", value):
+            raise ValueError("a container name is 3-63 lowercase letters, digits and single hyphens, "
+                             "starting and ending with a letter or digit")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> AdlsStorageSpec:
+        given = [k for k in ADLS_CREDENTIALS if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"set exactly one of {', '.join(ADLS_CREDENTIALS)}"
+                             + (f" (got {', '.join(given)})" if given else ""))
+        if given[0] != "connection_string_env" and not self.account_url:
+            raise ValueError(f"{given[0]} needs account_url (https://ACCOUNT.blob.core.windows.net)")
+        return self
+
+
+ADLS_CREDENTIALS = ("connection_string_env", "account_key_env", "sas_token_env", "credential")
+STORAGE_KINDS: dict[str, type[BaseModel]] = {"local": LocalStorageSpec, "adls": AdlsStorageSpec}
+StorageSpec = Annotated[LocalStorageSpec | AdlsStorageSpec, Field(discriminator="kind")]
 
 
 class HotFolder(BaseModel):
@@ -220,7 +260,7 @@ def load_config(file: str | Path) -> Config:
     try:
         settings = Settings(flowd=core, **data)
     except ValidationError as exc:
-        raise ConfigErrors(config_errors(exc, shown, line_of, Settings)) from None
+        raise ConfigErrors(_settings_errors(exc, shown, line_of)) from None
     config = Config(settings, path.resolve(), path.resolve().parent, hashlib.sha256(raw).hexdigest())
     errors = cross_check(config, shown, line_of)
     if errors:
@@ -233,7 +273,8 @@ def cross_check(config: Config, shown: str, line_of: LineOf) -> list[ConfigError
     find = line_of
     errors: list[ConfigError] = []
     s = config.settings
-    roots = {name: config.path(spec.root).resolve() for name, spec in s.storage.items()}
+    roots = {name: config.path(spec.root).resolve() for name, spec in s.storage.items()
+             if isinstance(spec, LocalStorageSpec)}  # only local storages have a root on this machine
     # By position, not name: with a duplicate name, a dict would lose a folder and report odd overlaps.
     folders = [config.path(hf.path).resolve() for hf in s.hotfolders]
     first: dict[str, int] = {}
@@ -290,6 +331,38 @@ def cross_check(config: Config, shown: str, line_of: LineOf) -> list[ConfigError
                 errors.append(ConfigError(shown, find(("hotfolders", i, "path")), f"hotfolders.{i}.path",
                                           f"hot folders '{a.name}' and '{b.name}' overlap; one file would be two jobs",
                                           a.path))
+    return errors
+
+
+def _settings_errors(exc: ValidationError, shown: str, line_of: LineOf) -> list[ConfigError]:
+    """pydantic puts a storage's kind into the location (storage.lake.adls.account_url) and reports an unknown
+    kind against the whole table; say it as written (storage.lake.account_url, storage.lake.kind)."""
+    rest: list[InitErrorDetails] = []
+    kinds: dict[tuple[str, str], list[InitErrorDetails]] = {}
+    errors: list[ConfigError] = []
+    for err in exc.errors(include_url=False):
+        loc = err["loc"]
+        detail: InitErrorDetails = {"type": err["type"], "loc": loc, "input": err["input"]}
+        if "ctx" in err:
+            detail["ctx"] = err["ctx"]
+        allowed = ", ".join(f"'{k}'" for k in STORAGE_KINDS)
+        if len(loc) == 2 and loc[0] == "storage" and err["type"] == "union_tag_invalid":
+            errors.append(ConfigError(shown, line_of([*loc, "kind"]), f"storage.{loc[1]}.kind",
+                                      "not one of the allowed values", err.get("ctx", {}).get("tag"), allowed))
+        elif len(loc) == 2 and loc[0] == "storage" and err["type"] == "union_tag_not_found":
+            errors.append(ConfigError(shown, line_of(loc), f"storage.{loc[1]}.kind", "this key is required",
+                                      allowed=allowed))
+        elif len(loc) >= 3 and loc[0] == "storage" and str(loc[2]) in STORAGE_KINDS:
+            kinds.setdefault((str(loc[1]), str(loc[2])), []).append({**detail, "loc": loc[3:]})
+        else:
+            rest.append(detail)
+    for (name, kind), details in kinds.items():
+        sub = ValidationError.from_exception_data(STORAGE_KINDS[kind].__name__, details)
+        errors += config_errors(sub, shown, line_of, STORAGE_KINDS[kind], prefix=("storage", name))
+    if not errors:
+        return config_errors(exc, shown, line_of, Settings)  # nothing about storages: exactly as pydantic said
+    if rest:
+        errors += config_errors(ValidationError.from_exception_data("Settings", rest), shown, line_of, Settings)
     return errors
 
 

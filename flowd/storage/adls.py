@@ -1,0 +1,300 @@
+"""kind = "adls": an Azure storage account (ADLS Gen2 or plain Blob), written through the Blob API.
+
+The Blob API works on real ADLS Gen2 accounts (multi-protocol access) and on Azurite, which has no DFS
+API. A key is "container/path/name"; with a pinned container the whole key is the blob path.
+
+Conflicts are settled by the service, not by a look-then-write: every non-overwriting upload is
+conditional (If-None-Match: *), so two writers can never both win one name. Each blob carries its step
+token and content hash as metadata, so a retried step recognises its own earlier write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
+
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
+
+from flowd.errors import ConflictError, PathEscapeError, PermanentError, StepError, TransientError
+from flowd.storage.base import Conflict, Put, incremented
+from flowd.target import TargetError, clean_key
+
+SHA_KEY = "flowd_sha256"
+STEP_KEY = "flowd_step"
+CONTAINER_RULE = ("3-63 characters: lowercase letters, digits and single hyphens, starting and ending with a "
+                  "letter or digit")
+_CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
+_MAX_INCREMENT = 100_000
+_MAX_RACES = 20
+
+
+def client_options(block_size: int, *, retries: int = 3, backoff: float = 1) -> dict[str, Any]:
+    """BlobServiceClient options. Few, quick SDK retries: a longer outage is the job queue's to wait out,
+    with its own backoff. Anything above one block is uploaded in blocks streamed from the file."""
+    return {"retry_total": retries, "initial_backoff": backoff, "increment_base": 2, "connection_timeout": 10,
+            "max_block_size": block_size, "max_single_put_size": block_size}
+
+
+class AdlsStorage:
+    def __init__(self, name: str, client: BlobServiceClient, *, container: str | None = None,
+                 create_containers: bool = True, tenants: frozenset[str] | None = None,
+                 max_concurrency: int = 4) -> None:
+        self.name = name
+        self.tenants = tenants
+        self.client = client
+        self.container = container
+        self.create_containers = create_containers
+        self.max_concurrency = max_concurrency
+        self.host = urlsplit(client.url).netloc  # what messages may show: never a key or a SAS token
+        self._ready: set[str] = set()
+        self._lock = threading.Lock()
+        if container is not None:
+            _check_container(container)
+
+    # -- keys ----------------------------------------------------------------------------------------
+    def _split(self, key: str) -> tuple[str, str]:
+        try:
+            key = clean_key(key)
+        except TargetError as exc:
+            raise PathEscapeError(str(exc)) from None
+        if self.container is not None:
+            return self.container, key
+        container, _, blob = key.partition("/")
+        if not blob:
+            raise PermanentError(f"{self.name}:{key}: the key needs a container and a path (container/path/name)")
+        _check_container(container)
+        return container, blob
+
+    def _container(self, container: str) -> ContainerClient:
+        """The container, created on first use if allowed; known ones are not asked about again."""
+        client = self.client.get_container_client(container)
+        if container in self._ready:
+            return client
+        where = f"{self.name}: container '{container}' on {self.host}"
+        try:
+            if not client.exists():
+                if not self.create_containers:
+                    raise PermanentError(f"{where} does not exist and create_containers is false "
+                                         "(create it, or set create_containers = true)")
+                try:
+                    client.create_container()
+                except ResourceExistsError:
+                    pass  # created meanwhile by another worker
+        except AzureError as exc:
+            _raise(exc, where)
+        with self._lock:
+            self._ready.add(container)
+        return client
+
+    # -- writes --------------------------------------------------------------------------------------
+    def put_file(self, key: str, source: Path, *, conflict: Conflict, token: str,
+                 sha256: Callable[[], str], may_link: bool = False) -> Put:
+        container, _ = self._split(key)
+        client = self._container(container)
+        digest = sha256()
+        n, races = 0, 0
+        while n < _MAX_INCREMENT:
+            candidate = key if n == 0 else incremented(key, n)
+            blob = self._split(candidate)[1]
+            if conflict is not Conflict.OVERWRITE:
+                # A cheap look first saves uploading every byte only to be refused at commit.
+                meta = self._metadata(client, candidate, blob)
+                if meta is not None:
+                    put = self._decide(client, candidate, blob, meta, conflict, token, digest)
+                    if put is not None:
+                        return put
+                    n += 1
+                    continue
+            try:
+                self._upload(client, blob, source, token, digest, overwrite=conflict is Conflict.OVERWRITE)
+                return Put(candidate, "written")
+            except ResourceExistsError:
+                # Another writer committed this name since the look: the service refused us. Look again.
+                races += 1
+                if races > _MAX_RACES:
+                    raise TransientError(f"{self.name}: {candidate} on {self.host} keeps being taken "
+                                         "by other writers") from None
+            except ResourceNotFoundError:
+                with self._lock:
+                    self._ready.discard(container)  # deleted under us: the retry creates it again
+                raise TransientError(f"{self.name}: container '{container}' on {self.host} disappeared "
+                                     f"while writing {candidate}") from None
+            except AzureError as exc:
+                _raise(exc, f"{self.name}: cannot write {candidate} on {self.host}")
+        raise ConflictError(f"more than {_MAX_INCREMENT} names taken for {self.name}:{key}")
+
+    def _upload(self, client: ContainerClient, blob: str, source: Path, token: str, digest: str,
+                overwrite: bool) -> None:
+        kind, _ = mimetypes.guess_type(blob)
+        settings = ContentSettings(content_type=kind or "application/octet-stream")
+        try:
+            fh = open(source, "rb")  # streamed block by block, never read whole
+        except OSError as exc:
+            raise TransientError(f"cannot read {source}: {exc.strerror}") from None
+        with fh:
+            length = os.fstat(fh.fileno()).st_size
+            client.upload_blob(blob, fh, length=length, overwrite=overwrite, max_concurrency=self.max_concurrency,
+                               content_settings=settings, metadata={SHA_KEY: digest, STEP_KEY: token})
+
+    def _metadata(self, client: ContainerClient, key: str, blob: str) -> dict[str, str] | None:
+        """The blob's metadata, or None when the name is free."""
+        try:
+            return dict(client.get_blob_client(blob).get_blob_properties().metadata or {})
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            _raise(exc, f"{self.name}: cannot read {key} on {self.host}")
+
+    def _decide(self, client: ContainerClient, key: str, blob: str, meta: dict[str, str], conflict: Conflict,
+                token: str, digest: str) -> Put | None:
+        """The key is taken: our own earlier write, identical bytes, or a conflict. None: try the next name."""
+        if meta.get(STEP_KEY) == token:
+            return Put(key, "already")
+        if conflict is Conflict.SKIP_IDENTICAL and self._same(client, blob, meta, digest):
+            return Put(key, "skipped")
+        if conflict is Conflict.INCREMENT:
+            return None
+        raise ConflictError(
+            f"target {self.name}:{key} exists"
+            + (" with different content" if conflict is Conflict.SKIP_IDENTICAL else "")
+            + f" and the conflict policy is '{conflict.value}' (use conflict: increment, overwrite or skip_identical)")
+
+    def _same(self, client: ContainerClient, blob: str, meta: dict[str, str], digest: str) -> bool:
+        if SHA_KEY in meta:
+            return meta[SHA_KEY] == digest
+        # Not written by flowd: hash its bytes as they stream past.
+        h = hashlib.sha256()
+        try:
+            for chunk in client.download_blob(blob).chunks():
+                h.update(chunk)
+        except AzureError as exc:
+            _raise(exc, f"{self.name}: cannot read {blob} on {self.host}")
+        return h.hexdigest() == digest
+
+    def plan(self, key: str, conflict: Conflict, sha256: Callable[[], str]) -> Put:
+        container, _ = self._split(key)
+        client = self.client.get_container_client(container)
+        for n in range(_MAX_INCREMENT):
+            candidate = key if n == 0 else incremented(key, n)
+            blob = self._split(candidate)[1]
+            meta = self._metadata(client, candidate, blob)
+            if meta is None:
+                return Put(candidate, "written")  # also when the container itself is missing
+            if conflict is Conflict.OVERWRITE:
+                return Put(candidate, "written")
+            if conflict is Conflict.SKIP_IDENTICAL and self._same(client, blob, meta, sha256()):
+                return Put(candidate, "skipped")
+            if conflict is not Conflict.INCREMENT:
+                raise ConflictError(f"target {self.name}:{candidate} exists and the conflict policy is "
+                                    f"'{conflict.value}'")
+        raise ConflictError(f"more than {_MAX_INCREMENT} names taken for {self.name}:{key}")
+
+    def unshare(self, key: str) -> None:
+        """Nothing is ever linked: every upload is its own copy."""
+
+    def sync(self) -> None:
+        """A completed upload is already durable (the service acknowledged the commit)."""
+
+    # -- the rest of the contract --------------------------------------------------------------------
+    def exists(self, key: str) -> bool:
+        container, blob = self._split(key)
+        try:
+            return bool(self.client.get_blob_client(container, blob).exists())
+        except AzureError as exc:
+            _raise(exc, f"{self.name}: cannot read {key} on {self.host}")
+
+    def read_bytes(self, key: str) -> bytes:
+        container, blob = self._split(key)
+        try:
+            return bytes(self.client.get_blob_client(container, blob).download_blob().readall())
+        except ResourceNotFoundError:
+            raise PermanentError(f"{self.name}: no blob {key} on {self.host}") from None
+        except AzureError as exc:
+            _raise(exc, f"{self.name}: cannot read {key} on {self.host}")
+
+    def delete(self, key: str) -> bool:
+        container, blob = self._split(key)
+        try:
+            self.client.get_blob_client(container, blob).delete_blob()
+            return True
+        except ResourceNotFoundError:
+            return False
+        except AzureError as exc:
+            _raise(exc, f"{self.name}: cannot delete {key} on {self.host}")
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Keys under a folder-like prefix ("raw/2024" lists raw/2024/..., not raw/2024x), streamed page by page."""
+        prefix = clean_key(prefix, allow_empty=True) if prefix else ""
+        if self.container is not None:
+            yield from self._list(self.container, prefix, "")
+            return
+        if not prefix:
+            try:
+                names = [c.name for c in self.client.list_containers()]
+            except AzureError as exc:
+                _raise(exc, f"{self.name}: cannot list containers on {self.host}")
+            for container in names:
+                yield from self._list(container, "", f"{container}/")
+            return
+        container, _, rest = prefix.partition("/")
+        _check_container(container)
+        yield from self._list(container, rest, f"{container}/")
+
+    def _list(self, container: str, folder: str, shown: str) -> Iterator[str]:
+        client = self.client.get_container_client(container)
+        try:
+            for item in client.list_blobs(name_starts_with=f"{folder}/" if folder else None):
+                yield f"{shown}{item.name}"
+        except ResourceNotFoundError:
+            return
+        except AzureError as exc:
+            _raise(exc, f"{self.name}: cannot list {shown}{folder} on {self.host}")
+
+
+def _check_container(name: str) -> None:
+    if not _CONTAINER.match(name):
+        raise PermanentError(f"'{name}' is not a valid container name: {CONTAINER_RULE}")
+
+
+def _raise(exc: AzureError, what: str) -> NoReturn:
+    """Network trouble, throttling and service faults are worth waiting for; refusals are not.
+
+    Only `what` (storage name, account host, key) and the service's error code are shown: the SDK's own
+    message can quote request URLs, which carry a SAS token."""
+    error: StepError
+    if isinstance(exc, ClientAuthenticationError):
+        error = PermanentError(f"{what}: access denied ({_code(exc)}); check the storage's credential")
+    elif isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+        error = TransientError(f"{what}: the service cannot be reached ({type(exc).__name__})")
+    elif isinstance(exc, HttpResponseError):
+        status = exc.status_code or 0
+        if status >= 500 or status in (408, 429):
+            error = TransientError(f"{what}: the service answered {status} ({_code(exc)})")
+        elif status == 403:
+            error = PermanentError(f"{what}: access denied ({_code(exc)}); check the storage's credential")
+        else:
+            error = PermanentError(f"{what}: refused with {status} ({_code(exc)})")
+    else:
+        error = TransientError(f"{what}: {type(exc).__name__}")
+    raise error from None
+
+
+def _code(exc: HttpResponseError) -> str:
+    code: Any = getattr(exc, "error_code", None)
+    return str(code) if code else (exc.reason or "no error code")
