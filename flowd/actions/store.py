@@ -46,7 +46,12 @@ class Store:
         if ctx.simulate:
             put = storage.plan(target.key, self.conflict, asset.sha256)
         else:
-            if asset.content is not None:
+            if storage.remote:
+                sha = asset.sha256()  # hashed here, in the lane, so the upload itself needs no CPU turn
+                with ctx.released():  # a network upload: other workers compute meanwhile
+                    put = storage.put_file(target.key, asset.path, conflict=self.conflict, token=step.token,
+                                           sha256=lambda: sha)
+            elif asset.content is not None:
                 # Rewritten bytes in the job's work folder are private: linking them is always safe (the
                 # storage copies instead once the file already has a second name).
                 put = storage.put_file(target.key, asset.path, conflict=self.conflict, token=step.token,

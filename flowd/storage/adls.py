@@ -52,6 +52,7 @@ def client_options(block_size: int, *, retries: int = 3, backoff: float = 1) -> 
 
 
 class AdlsStorage:
+    remote = True
     def __init__(self, name: str, client: BlobServiceClient, *, container: str | None = None,
                  create_containers: bool = True, tenants: frozenset[str] | None = None,
                  max_concurrency: int = 4) -> None:
@@ -112,8 +113,9 @@ class AdlsStorage:
         while n < _MAX_INCREMENT:
             candidate = key if n == 0 else incremented(key, n)
             blob = self._split(candidate)[1]
-            if conflict is not Conflict.OVERWRITE:
-                # A cheap look first saves uploading every byte only to be refused at commit.
+            if conflict is Conflict.SKIP_IDENTICAL:
+                # Identical bytes need no upload at all: look first. The other policies upload
+                # conditionally straight away (one request per file) and look only when refused.
                 meta = self._metadata(client, candidate, blob)
                 if meta is not None:
                     put = self._decide(client, candidate, blob, meta, conflict, token, digest)
@@ -125,8 +127,15 @@ class AdlsStorage:
                 self._upload(client, blob, source, token, digest, overwrite=conflict is Conflict.OVERWRITE)
                 return Put(candidate, "written")
             except ResourceExistsError:
-                # Another writer committed this name since the look: the service refused us. Look again.
-                races += 1
+                # The name is taken (by us in an earlier attempt, by identical bytes, or by another writer).
+                meta = self._metadata(client, candidate, blob)
+                if meta is not None:
+                    put = self._decide(client, candidate, blob, meta, conflict, token, digest)
+                    if put is not None:
+                        return put
+                    n += 1
+                    continue
+                races += 1  # deleted again since the refusal: try the same name once more
                 if races > _MAX_RACES:
                     raise TransientError(f"{self.name}: {candidate} on {self.host} keeps being taken "
                                          "by other writers") from None

@@ -28,6 +28,8 @@ class Put:
 class Storage(Protocol):
     name: str
     tenants: frozenset[str] | None
+    # Writes wait on the network (not the CPU): a worker lets the others compute meanwhile.
+    remote: bool
 
     def put_file(self, key: str, source: Path, *, conflict: Conflict, token: str,
                  sha256: Callable[[], str], may_link: bool = False) -> Put:

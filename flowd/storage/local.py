@@ -23,6 +23,7 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 
 
 class LocalStorage:
+    remote = False
     def __init__(self, name: str, root: Path, tenants: frozenset[str] | None = None, fsync: bool = True,
                  link: bool = True) -> None:
         self.name = name
