@@ -40,10 +40,12 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check flowd tests benchmarks
 	$(BIN)/mypy flowd
 
-# Routing throughput and latency (vs organize), then metadata and imaging (vs exiftool and ImageMagick).
-bench: $(VENV)/.installed-bench
+# Routing throughput and latency (vs organize), metadata and imaging (vs exiftool and ImageMagick), then
+# uploads to Azurite (vs the Azure SDK alone).
+bench: $(VENV)/.installed-bench node_modules/.installed
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/images.py $(IMAGES_ARGS)
+	$(BIN)/python benchmarks/adls.py $(ADLS_ARGS)
 
 clean:
 	rm -rf var .pytest_cache benchmarks/work
