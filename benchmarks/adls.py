@@ -37,12 +37,11 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -57,11 +56,10 @@ from run import (  # noqa: E402
     WORK,
     Measured,
     Run,
-    child_env,
     flowd_config,
     flowd_digest,
     machine_info,
-    measure,
+    measure_clean,
     median_run,
     tail,
 )
@@ -159,23 +157,9 @@ def sdk_child(container: str, listing: str, threads: str) -> int:
 
 
 # -- measuring ------------------------------------------------------------------------------------
-def measure_child(spec: str) -> int:
-    """The helper: run.measure the spec's command with this process's environment, print it as JSON."""
-    job = json.loads(Path(spec).read_text())
-    m = measure(job["cmd"], Path(job["cwd"]), Path(job["log"]), env=dict(os.environ))
-    print(json.dumps(asdict(m)))
-    return 0
-
-
-def measure_clean(cmd: list[str], cwd: Path, log: Path, conn: str) -> Measured:
-    spec = RUNS / f"measure-{time.monotonic_ns()}.json"
-    spec.write_text(json.dumps({"cmd": cmd, "cwd": str(cwd), "log": str(log)}))
-    res = subprocess.run([PY, str(Path(__file__).resolve()), "--measure-child", str(spec)], capture_output=True,
-                         text=True, env=child_env(**{CONN_ENV: conn}))
-    spec.unlink()
-    if res.returncode:
-        raise RuntimeError(f"the measuring helper failed ({res.returncode}): {res.stderr.strip()[-1000:]}")
-    return Measured(**json.loads(res.stdout))
+def measured(cmd: list[str], cwd: Path, log: Path, conn: str) -> Measured:
+    """One contender, measured from run.py's small helper process, with the connection string set."""
+    return measure_clean([(cmd, cwd, log)], RUNS, **{CONN_ENV: conn})[0]
 
 
 # -- checks -------------------------------------------------------------------------------------------
@@ -249,7 +233,7 @@ def run_sdk(name: str, files: list[Path], root: Path, container: str, threads: i
     listing = site / "files.txt"
     listing.write_text(str(root) + "\n" + "".join(p.relative_to(root).as_posix() + "\n" for p in files))
     log = site / "sdk.log"
-    m = measure_clean([PY, str(Path(__file__).resolve()), "--sdk-child", container, str(listing), str(threads)],
+    m = measured([PY, str(Path(__file__).resolve()), "--sdk-child", container, str(listing), str(threads)],
                       ROOT, log, conn)
     problems = [] if m.status == 0 else [f"{name} exited with {m.status}:\n{tail(log)}"]
     problems += check_blobs(service, container, files, root)
@@ -281,7 +265,7 @@ def run_flowd(files: list[Path], root: Path, container: str, site: Path, conn: s
     config.write_text(flowd_config(2, WORKERS).replace("benchmarks/run.py", "benchmarks/adls.py") + FLOWD_STORAGE)
     stage(files, root, hot)
     log = site / "flowd.log"
-    m = measure_clean([PY, "-m", "flowd", "run", "--until-idle", "-c", str(config)], site, log, conn)
+    m = measured([PY, "-m", "flowd", "run", "--until-idle", "-c", str(config)], site, log, conn)
     problems = [] if m.status == 0 else [f"flowd exited with {m.status}:\n{tail(log)}"]
     left = sorted(str(p.relative_to(hot)) for p in hot.rglob("*") if p.is_file())
     if left:
@@ -431,8 +415,6 @@ def tool_versions() -> str:
 # -- main ---------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--measure-child"]:
-        return measure_child(argv[1])
     if argv[:1] == ["--sdk-child"]:
         return sdk_child(*argv[1:4])
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -476,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         info = machine_info()
         info["tools"] = tool_versions()
         log = RUNS / "true.log"
-        info["rss_floor"] = f"{measure_clean(['/bin/true'], RUNS, log, '').peak_rss / 2**20:.0f} MB"
+        info["rss_floor"] = f"{measured(['/bin/true'], RUNS, log, '').peak_rss / 2**20:.0f} MB"
         if flowd_digest() != digest:
             info["code"] += " (flowd/ CHANGED while this ran)"
         body = results_markdown(args, cases, info)

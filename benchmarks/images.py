@@ -46,7 +46,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -59,13 +59,12 @@ from run import (  # noqa: E402
     README,
     ROOT,
     WORK,
-    Measured,
     Run,
     child_env,
     flowd_config,
     flowd_digest,
     machine_info,
-    measure,
+    measure_clean,
     median_run,
     tail,
 )
@@ -523,30 +522,9 @@ def child(kind: str, *paths: str) -> list[str]:
 
 
 # -- contenders ---------------------------------------------------------------------------------------
-def measure_child(spec: str) -> int:
-    """The helper: run.measure each job of the spec (in order) and print the results as JSON."""
-    jobs = json.loads(Path(spec).read_text())
-    out = [asdict(measure(j["cmd"], Path(j["cwd"]), Path(j["log"]))) for j in jobs]
-    print(json.dumps(out))
-    return 0
-
-
-def measure_clean(jobs: list[tuple[list[str], Path, Path]]) -> list[Measured]:
-    """run.measure for each (cmd, cwd, log), in a fresh helper process whose own high-water RSS is small
-    (about 20 MB: Python + psutil), so a contender's ru_maxrss is not raised to this script's peak."""
-    spec = RUNS / f"measure-{time.monotonic_ns()}.json"
-    spec.write_text(json.dumps([{"cmd": c, "cwd": str(d), "log": str(log)} for c, d, log in jobs]))
-    res = subprocess.run([PY, str(Path(__file__).resolve()), "--measure-child", str(spec)], capture_output=True,
-                         text=True, env=child_env())
-    spec.unlink()
-    if res.returncode:
-        raise RuntimeError(f"the measuring helper failed ({res.returncode}): {res.stderr.strip()[-1000:]}")
-    return [Measured(**d) for d in json.loads(res.stdout)]
-
-
 def run_measured(name: str, cmd: list[str], site: Path, n: int, note: str) -> tuple[Run, Path]:
     log = site / f"{name.split()[0]}.log"
-    m = measure_clean([(cmd, site, log)])[0]
+    m = measure_clean([(cmd, site, log)], RUNS)[0]
     problems = [] if m.status == 0 else [f"{name} exited with {m.status}:\n{tail(log)}"]
     return Run(name, n, m.wall, m.peak_rss, m.cpu, not problems, problems, note, m.others), log
 
@@ -655,7 +633,7 @@ def run_im(name: str, files: list[Path], site: Path, profile: Path, hint: str | 
     logs.mkdir(exist_ok=True)
     jobs = [([CONVERT, *pre, str(src), *ops, str(out / (src.stem + ".jpg"))], site, logs / f"{src.stem}.log")
             for src in files]
-    for src, (_cmd, _cwd, log), m in zip(files, jobs, measure_clean(jobs), strict=True):
+    for src, (_cmd, _cwd, log), m in zip(files, jobs, measure_clean(jobs, RUNS), strict=True):
         wall += m.wall
         by_kind.setdefault(profile_kind(src), []).append(m.wall)
         cpu += m.cpu
@@ -834,8 +812,6 @@ def write_readme(body: str, readme: Path = README) -> None:
 # -- main ---------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--measure-child"]:
-        return measure_child(argv[1])
     if argv[:1] == ["--pyexiv2-child"]:
         return pyexiv2_child(argv[1], argv[2])
     if argv[:1] == ["--pyvips-child"]:
@@ -917,7 +893,7 @@ def main(argv: list[str] | None = None) -> int:
                                      "vs 1.9 s without the hint); `--im-hint 4096x4096` runs it anyway.")
         info = machine_info()
         info["tools"] = tool_versions(parts)
-        floor = measure_clean([(["/bin/true"], RUNS, RUNS / "true.log")])[0].peak_rss
+        floor = measure_clean([(["/bin/true"], RUNS, RUNS / "true.log")], RUNS)[0].peak_rss
         info["rss_floor"] = f"{floor / 2**20:.0f} MB"
         if flowd_digest() != digest:
             info["code"] += " (flowd/ CHANGED while this ran)"

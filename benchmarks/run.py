@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import math
 import os
 import platform
@@ -40,7 +41,7 @@ import threading
 import time
 import zipfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -267,6 +268,30 @@ def measure(cmd: list[str], cwd: Path, log: Path, env: dict[str, str] | None = N
     busy = busy_seconds() - busy0 - cpu - (time.process_time() - self0)
     others = max(0.0, busy / (wall * (os.cpu_count() or 1)))
     return Measured(proc.returncode, wall, peak, cpu, others)
+
+
+def measure_child(spec: str) -> int:
+    """The measuring helper (`run.py --measure-child SPEC`): run.measure each job of the spec in order, with
+    this process's environment, and print the results as JSON."""
+    jobs = json.loads(Path(spec).read_text())
+    print(json.dumps([asdict(measure(j["cmd"], Path(j["cwd"]), Path(j["log"]), env=dict(os.environ)))
+                      for j in jobs]))
+    return 0
+
+
+def measure_clean(jobs: list[tuple[list[str], Path, Path]], spool: Path, **env: str) -> list[Measured]:
+    """run.measure for each (cmd, cwd, log), from a fresh helper process whose own high-water RSS is small
+    (about 20 MB: Python + psutil): a child's ru_maxrss includes the peak of the process that started it,
+    so measuring from a benchmark script that holds a corpus in memory would inflate every contender.
+    `env` adds variables (a connection string) to the contenders' environment."""
+    spec = spool / f"measure-{time.monotonic_ns()}.json"
+    spec.write_text(json.dumps([{"cmd": c, "cwd": str(d), "log": str(log)} for c, d, log in jobs]))
+    res = subprocess.run([PY, str(Path(__file__).resolve()), "--measure-child", str(spec)], capture_output=True,
+                         text=True, env=child_env(**env))
+    spec.unlink()
+    if res.returncode:
+        raise RuntimeError(f"the measuring helper failed ({res.returncode}): {res.stderr.strip()[-1000:]}")
+    return [Measured(**d) for d in json.loads(res.stdout)]
 
 
 def files_left(folder: Path) -> list[str]:
@@ -902,6 +927,8 @@ def write_readme(body: str) -> None:
 # -- main -----------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--measure-child"]:
+        return measure_child(argv[1])
     if argv[:1] == ["--floor-child"]:
         return floor_child(argv[1], argv[2])
     if argv[:1] == ["--profile-child"]:
