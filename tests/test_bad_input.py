@@ -717,6 +717,18 @@ RULE_CASES = [
             - convert:
                 color: {to: adobergb}
         """, 5, "rules.0.do.0.convert.color.to", "got 'adobergb'", "srgb"),
+    rule("macro-fixed-value-not-a-date", """\
+        - name: photos
+          do:
+            - set_metadata:
+                - {field: date_created, value: "soon"}
+        """, 5, "rules.0.do.0.set_metadata.0.value", "needs a date", "got 'soon'"),
+    rule("map-category-entry-not-text", """\
+        - name: photos
+          do:
+            - map_category:
+                map: {SPO: [S]}
+        """, 5, "rules.0.do.0.map_category.map.SPO", "expected code: replacement", "got ['S']"),
     rule("date-placeholder-bad-source", """\
         - name: photos
           do:

@@ -270,6 +270,14 @@ def _entry(item: object, loc: Loc, p: Parser) -> Entry | None:
             template = p.template(text, [*loc, "value"])
             if template is None:
                 return None
+            if field is not None and template.is_static and "%%INS" not in text:
+                from flowd.metadata.fields import normalise
+
+                try:  # a fixed value the field can never hold is a rule error, not a quarantine tonight
+                    normalise(field, [text])
+                except ValueError as exc:
+                    p.error([*loc, "value"], str(exc).split(", got ")[0], text)
+                    return None
         elif spec.action != "replace":
             p.error([*loc, "value"], f"{spec.action} needs a value")
             return None
@@ -337,6 +345,12 @@ class MapSpec(BaseModel):
 
 
 def build_map_category(value: object, loc: Loc, p: Parser) -> MapCategory | None:
+    table_in = value.get("map") if isinstance(value, dict) else None
+    if isinstance(table_in, dict):
+        for code, replacement in table_in.items():
+            if replacement is None or isinstance(replacement, dict | list):
+                p.error([*loc, "map", str(code)], "expected code: replacement (text)", replacement)
+                return None
     spec = validate(MapSpec, value, loc, p)
     if spec is None:
         return None
