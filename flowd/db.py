@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-HEAD_REVISION = "0001"  # the newest file in flowd/migrations/versions; tests check they agree
+HEAD_REVISION = "0002"  # the newest file in flowd/migrations/versions; tests check they agree
 metadata = MetaData()
 
 meta = Table("meta", metadata, Column("key", String(64), primary_key=True), Column("value", Text, nullable=False))
@@ -60,6 +60,7 @@ jobs = Table(
     Column("relpath_raw", LargeBinary, nullable=False),  # for the file system: the exact bytes
     Column("size", BigInteger, nullable=False),
     Column("mtime_ns", BigInteger, nullable=False),
+    Column("version", Text),  # a stored asset's version (its blob's ETag); NULL for hot folder files
     # (tenant, hot folder, path, size, mtime) hashed; NULL once a quarantined job was retried.
     Column("dedupe", String(64), unique=True),
     Column("state", String(16), nullable=False),  # queued | claimed | waiting | done | quarantined

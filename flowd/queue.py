@@ -32,12 +32,16 @@ class Detected:
     relpath: str  # str with surrogate escapes for undecodable bytes
     size: int
     mtime_ns: int
+    # A stored asset's version (its blob's ETag): one job per version, however many events announce it.
+    version: str | None = None
 
     def dedupe(self) -> str:
         raw = self.relpath.encode("utf-8", "surrogateescape")
-        key = b"\0".join([self.tenant.encode(), self.hotfolder.encode(), raw,
-                          str(self.size).encode(), str(self.mtime_ns).encode()])
-        return hashlib.sha256(key).hexdigest()
+        parts = [self.tenant.encode(), self.hotfolder.encode(), raw, str(self.size).encode(),
+                 str(self.mtime_ns).encode()]
+        if self.version is not None:
+            parts.append(self.version.encode())
+        return hashlib.sha256(b"\0".join(parts)).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,7 @@ class Claimed:
     created: float
     fate: str | None
     token: str
+    version: str | None = None
 
 
 @dataclass(slots=True)
@@ -122,7 +127,7 @@ class JobQueue:
         t = now()
         rows = [{"tenant": d.tenant, "hotfolder": d.hotfolder, "relpath": display(d.relpath),
                  "relpath_raw": d.relpath.encode("utf-8", "surrogateescape"), "size": d.size,
-                 "mtime_ns": d.mtime_ns, "dedupe": d.dedupe(), "state": "queued", "attempts": 0,
+                 "mtime_ns": d.mtime_ns, "version": d.version, "dedupe": d.dedupe(), "state": "queued", "attempts": 0,
                  "created": t, "updated": t} for d in items]
         if not rows:
             return 0
@@ -168,10 +173,10 @@ class JobQueue:
                 .values(state="claimed", lease_owner=self.node_id, lease_token=token,
                         lease_until=t + self.lease_seconds, attempts=jobs.c.attempts + 1, updated=t)
                 .returning(jobs.c.id, jobs.c.tenant, jobs.c.hotfolder, jobs.c.relpath_raw, jobs.c.size,
-                           jobs.c.mtime_ns, jobs.c.attempts, jobs.c.created, jobs.c.fate))
+                           jobs.c.mtime_ns, jobs.c.attempts, jobs.c.created, jobs.c.fate, jobs.c.version))
         rows = conn.execute(stmt).all()
         out = [Claimed(r.id, r.tenant, r.hotfolder, bytes(r.relpath_raw).decode("utf-8", "surrogateescape"),
-                       r.size, r.mtime_ns, r.attempts, r.created, r.fate, token) for r in rows]
+                       r.size, r.mtime_ns, r.attempts, r.created, r.fate, token, r.version) for r in rows]
         out.sort(key=lambda c: c.id)
         return out
 
