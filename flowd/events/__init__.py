@@ -1,0 +1,1 @@
+"""Storage events: messages announcing blobs created or deleted in a storage."""
