@@ -10,6 +10,7 @@ import hashlib
 import os
 import posixpath
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +31,24 @@ class _Lazy:
     mtime: datetime | None = None
     metadata: Metadata | None = None
     image: ImageFacts | None = None
+    local: Path | None = None  # a stored asset's bytes, downloaded on first use
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """An asset that lives in a storage (announced by a storage event, or simulated from one): which blob
+    and which version of it. Its bytes are downloaded only when a condition or action needs them."""
+
+    storage: str
+    key: str  # the storage key: container/path (or the path, in a storage pinned to one container)
+    version: str | None  # the blob's ETag: every read and in-place write is conditional on it
+    fetch: Callable[[], Path] | None = None  # streams the blob to a private file; None: no bytes (deleted)
+    event: str = "created"
+    pinned: str | None = None  # the storage's one container, when it is pinned
+
+    @property
+    def container(self) -> str:
+        return self.pinned or self.key.partition("/")[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +69,25 @@ class Asset:
     content: Path | None = None
     # An XMP sidecar written by `set_metadata: {to: sidecar}`: stored beside each output as NAME.xmp.
     sidecar: Path | None = None
+    origin: Origin | None = None  # set when the asset lives in a storage rather than in a hot folder
     lazy: _Lazy = field(default_factory=_Lazy, compare=False, repr=False)
 
     @property
     def path(self) -> Path:
-        return self.content if self.content is not None else self.root / self.source_relpath
+        if self.content is not None:
+            return self.content
+        if self.origin is not None:
+            return self._local()
+        return self.root / self.source_relpath
+
+    def _local(self) -> Path:
+        if self.lazy.local is None:
+            assert self.origin is not None
+            if self.origin.fetch is None:
+                raise PermanentError(f"{self.origin.storage}:{self.origin.key} was deleted: there are no bytes "
+                                     "to read (a rule for deleted blobs can only use names, notify or delete)")
+            self.lazy.local = self.origin.fetch()
+        return self.lazy.local
 
     @property
     def source(self) -> Path:
@@ -85,7 +118,8 @@ class Asset:
     def renamed(self, name: str) -> Asset:
         # Spelled out rather than dataclasses.replace(), which costs more than the rest of a rename.
         return Asset(self.job_id, self.tenant, self.hotfolder, self.root, self.source_relpath, self.size,
-                     self.mtime_ns, self.detected_at, self.output, name, self.disposable, self.content, self.sidecar, self.lazy)
+                     self.mtime_ns, self.detected_at, self.output, name, self.disposable, self.content, self.sidecar,
+                     self.origin, self.lazy)
 
     def derived(self, content: Path | None = None, name: str | None = None, sidecar: Path | None = None,
                 metadata: Metadata | None = None) -> Asset:
@@ -97,14 +131,14 @@ class Asset:
             lazy, size = _Lazy(mtime=self.lazy.mtime, metadata=metadata), content.stat().st_size
         return Asset(self.job_id, self.tenant, self.hotfolder, self.root, self.source_relpath, size,
                      self.mtime_ns, self.detected_at, self.output, name or self.name, self.disposable, content,
-                     sidecar or self.sidecar, lazy)
+                     sidecar or self.sidecar, self.origin, lazy)
 
     def with_metadata(self, metadata: Metadata) -> Asset:
         """A view of this asset whose fields read from `metadata` (a macro's conditions see its edits)."""
-        lazy = _Lazy(self.lazy.sha256, self.lazy.format, self.lazy.mtime, metadata, self.lazy.image)
+        lazy = _Lazy(self.lazy.sha256, self.lazy.format, self.lazy.mtime, metadata, self.lazy.image, self.lazy.local)
         return Asset(self.job_id, self.tenant, self.hotfolder, self.root, self.source_relpath, self.size,
                      self.mtime_ns, self.detected_at, self.output, self.name, self.disposable, self.content,
-                     self.sidecar, lazy)
+                     self.sidecar, self.origin, lazy)
 
     def metadata(self, table: FieldTable | None = None) -> Metadata:
         """The asset's metadata, read once. A file without readable metadata (a text file, a damaged

@@ -75,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     p = command("simulate", cmd_simulate, "Show what each rule would do with these files, touching nothing.")
     p.add_argument("paths", nargs="+")
     p.add_argument("--hotfolder", help="treat the files as if dropped into this hot folder")
+    p.add_argument("--events", help="for STORAGE:container/path: the events stream whose rules to run "
+                                    "(default: the one stream of that storage)")
     p.add_argument("--json", action="store_true")
     p = command("trace", cmd_trace, "Show the decision trace of a job or of the jobs of a file.")
     p.add_argument("target", help="a job id, or a path (or file name) of a detected file")
@@ -116,6 +118,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     rt = load_runtime(args.config)
     status = 0
     for raw in args.paths:
+        if _stored_target(raw, rt):
+            status |= _simulate_stored(raw, rt, args)
+            continue
         given = Path(raw).absolute()
         path = given.parent.resolve() / given.name  # a hot folder reached through a symlinked parent
         folder = rt.folders.get(args.hotfolder) if args.hotfolder else next(
@@ -153,6 +158,64 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         else:
             print(render_trace(trace.to_dict(), f"{raw} (simulated in {folder.name})"))
     return status
+
+
+def _stored_target(raw: str, rt: Any) -> bool:
+    """`lake:incoming/a.jpg` names a stored asset when `lake` is a storage and no such local file exists."""
+    name, sep, _ = raw.partition(":")
+    return bool(sep) and name in rt.storages and not os.path.lexists(raw)
+
+
+def _simulate_stored(raw: str, rt: Any, args: argparse.Namespace) -> int:
+    """Run the rules of the storage's events stream on a blob, as if its BlobCreated event had arrived."""
+    from flowd.actions.webhook import post_json
+    from flowd.context import RunContext
+    from flowd.errors import StepError
+    from flowd.rules import events_source
+    from flowd.stored import blob_storage, stored_asset
+    from flowd.target import TargetError, parse_target
+    from flowd.trace import RunTrace
+
+    try:
+        target = parse_target(raw)
+    except TargetError as exc:
+        print(f"{raw}: {exc}", file=sys.stderr)
+        return 1
+    storage = blob_storage(rt.storages[target.storage])
+    streams = [n for n, ev in rt.config.settings.events.items() if ev.storage == target.storage]
+    name = args.events or (streams[0] if len(streams) == 1 else None)
+    source = rt.sources.get(events_source(name)) if name else None
+    if storage is None or source is None or source.storage != target.storage:
+        why = (f"storage '{target.storage}' holds no blobs to process in place" if storage is None else
+               f"name the events stream with --events ({', '.join(streams)})" if len(streams) > 1 and not name else
+               f"no [events.NAME] stream of storage '{target.storage}' is named {name!r}" if name else
+               f"no [events.NAME] stream announces storage '{target.storage}': rules run on stored assets "
+               "through `on: [{storage_events: NAME}]`")
+        print(f"{raw}: {why}", file=sys.stderr)
+        return 1
+    try:
+        info = storage.stat(target.key)
+    except StepError as exc:
+        print(f"{raw}: {exc}", file=sys.stderr)
+        return 1
+    if info is None:
+        print(f"{raw}: no blob {target.key} in storage '{target.storage}'", file=sys.stderr)
+        return 1
+    now = datetime.now()
+    with tempfile.TemporaryDirectory(prefix="flowd-simulate-") as work:
+        made: list[Path] = []
+        ctx = RunContext(now=now, storages=rt.storages, simulate=True, post_json=post_json,
+                         seen_content=lambda _rule, _sha: None, workdir=Path(work), fields=rt.rules.fields, made=made)
+        asset = stored_asset(0, source, storage, target.key, info, now, Path(work), made, ctx.released)
+        trace = RunTrace(0, 0, rt.digest)
+        outcome = rt.engine.run(asset, ctx, trace)
+    trace.fate = source.fate(outcome.consumes, outcome.status == "quarantined") if not outcome.transient \
+        else "retry later"
+    if args.json:
+        print(json.dumps({"path": raw, **trace.to_dict()}, ensure_ascii=False))
+    else:
+        print(render_trace(trace.to_dict(), f"{raw} (simulated as announced by events stream {source.name})"))
+    return 0
 
 
 def _db(args: argparse.Namespace) -> Any:

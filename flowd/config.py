@@ -133,6 +133,55 @@ STORAGE_KINDS: dict[str, type[BaseModel]] = {"local": LocalStorageSpec, "adls": 
 StorageSpec = Annotated[LocalStorageSpec | AdlsStorageSpec, Field(discriminator="kind")]
 
 
+class AzureQueueEventsSpec(BaseModel):
+    """[events.NAME] kind = "azure_queue": Event Grid blob events (BlobCreated, BlobDeleted) delivered to an
+    Azure Storage Queue, announcing assets in `storage` that rules with `on: [{storage_events: NAME}]` process.
+
+    The queue's account is the storage's unless a credential option is given here."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["azure_queue"]
+    storage: Name
+    queue: str
+    tenant: Name = "default"
+    account_url: str | None = None  # https://ACCOUNT.queue.core.windows.net
+    connection_string_env: str | None = None
+    account_key_env: str | None = None
+    sas_token_env: str | None = None
+    credential: Literal["default"] | None = None
+    # A message being handled is invisible to other readers this long; longer than any intake step.
+    visibility_seconds: int = Field(300, ge=5, le=7 * 24 * 3600)
+    # A message that failed this many deliveries is moved to the poison queue with the reason.
+    max_attempts: int = Field(5, ge=1, le=1000)
+    poison_queue: str | None = None  # default: QUEUE-poison
+    poll_seconds: float = Field(2, ge=0.1, le=300)  # the longest wait between polls of an empty queue
+    # Blobs flowd itself wrote (its outputs, in-place edits) announce themselves too: skipping them is what
+    # keeps a rule that writes into the watched container from feeding itself.
+    own_writes: Literal["skip", "process"] = "skip"
+
+    @field_validator("queue", "poison_queue")
+    @classmethod
+    def _queue(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*", value):
+            raise ValueError("a queue name is 3-63 lowercase letters, digits and single hyphens, "
+                             "starting and ending with a letter or digit")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> AzureQueueEventsSpec:
+        given = [k for k in ADLS_CREDENTIALS if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"set at most one of {', '.join(ADLS_CREDENTIALS)} (got {', '.join(given)}); "
+                             "with none, the storage's own account and credential are used")
+        if given and given[0] != "connection_string_env" and not self.account_url:
+            raise ValueError(f"{given[0]} needs account_url (https://ACCOUNT.queue.core.windows.net)")
+        return self
+
+    @property
+    def poison(self) -> str:
+        return self.poison_queue or f"{self.queue[:56]}-poison"
+
+
 class HotFolder(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -193,6 +242,7 @@ class Settings(BaseModel):
     metadata: MetadataSettings = Field(default_factory=MetadataSettings)
     storage: dict[Name, StorageSpec] = Field(default_factory=dict)
     hotfolders: list[HotFolder] = Field(default_factory=list)
+    events: dict[Name, AzureQueueEventsSpec] = Field(default_factory=dict)
     # Unique hot folder names are checked in cross_check, which knows the line of the second one.
 
 
@@ -317,6 +367,32 @@ def cross_check(config: Config, shown: str, line_of: LineOf) -> list[ConfigError
             if own == root or _inside(own, root) or _inside(root, own):
                 errors.append(ConfigError(shown, find((*loc, "path")), f"hotfolders.{i}.path",
                                           f"overlaps the root of storage '{other}'", hf.path))
+    for name, ev in s.events.items():
+        where = ("events", name)
+        if len(name) > 48:  # a job names its source "@NAME", within the 64 characters a source name has
+            errors.append(ConfigError(shown, find(where), f"events.{name}", "an events name is at most 48 characters",
+                                      name))
+        spec = s.storage.get(ev.storage)
+        if spec is None:
+            errors.append(ConfigError(shown, find((*where, "storage")), f"events.{name}.storage",
+                                      f"no storage named '{ev.storage}'", ev.storage,
+                                      ", ".join(sorted(s.storage)) or "(no [storage.NAME] tables defined)"))
+        elif not isinstance(spec, AdlsStorageSpec):
+            errors.append(ConfigError(shown, find((*where, "storage")), f"events.{name}.storage",
+                                      f"storage '{ev.storage}' is kind '{spec.kind}'; Azure queue events "
+                                      "announce blobs of an adls storage", ev.storage,
+                                      ", ".join(n for n, st in s.storage.items() if isinstance(st, AdlsStorageSpec))
+                                      or "(no adls storage defined)"))
+        elif spec.tenants is not None and ev.tenant not in spec.tenants:
+            errors.append(ConfigError(shown, find((*where, "tenant")), f"events.{name}.tenant",
+                                      f"storage '{ev.storage}' is not open to tenant '{ev.tenant}'", ev.tenant,
+                                      ", ".join(spec.tenants)))
+        elif (ev.connection_string_env is None and ev.account_url is None and spec.connection_string_env is None
+              and spec.account_url is not None and ".blob." not in spec.account_url):
+            errors.append(ConfigError(shown, find((*where, "queue")), f"events.{name}",
+                                      f"cannot tell the queue service of storage '{ev.storage}' from its account_url "
+                                      f"{spec.account_url}; set account_url here "
+                                      "(https://ACCOUNT.queue.core.windows.net) with a credential option"))
     xml = s.metadata.configuration
     if xml and not config.path(xml).is_file():
         errors.append(ConfigError(shown, find(("metadata", "configuration")), "metadata.configuration",

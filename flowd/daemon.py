@@ -11,8 +11,10 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from loguru import logger
 from sqlalchemy import func, insert, select
@@ -22,9 +24,12 @@ from flowd.errors import AlreadyRunningError, ConfigErrors
 from flowd.hotfolder import Folder
 from flowd.notify import sd_notify, watchdog_interval
 from flowd.queue import Detected, JobQueue
-from flowd.runtime import load_runtime
+from flowd.runtime import Runtime, load_runtime
 from flowd.watch import Tracker, Watcher, reconcile
 from flowd.worker import Processor, WorkerPool
+
+if TYPE_CHECKING:
+    from flowd.events.azure_queue import QueueListener
 
 
 class Daemon:
@@ -63,6 +68,8 @@ class Daemon:
             signal.signal(sig, handler)
         threading.Thread(target=self._intake_loop, name="intake", daemon=True).start()
         self.pool.start()
+        self.listeners: list[QueueListener] = []
+        self._start_listeners()
         self.tracker.start()
         folders = [f for f in self.runtime.folders.values() if f.spec.enabled]
         for folder in folders:
@@ -109,6 +116,7 @@ class Daemon:
     def _shutdown(self) -> None:
         sd_notify("STOPPING=1")
         logger.info("stopping: no new files are taken; finishing the jobs in hand")
+        self._stop_listeners()
         self.watcher.stop()
         self.tracker.stop()
         self._drain_intake()
@@ -151,10 +159,37 @@ class Daemon:
                 self.watcher.watch(folder)
                 started.append(folder)
         self._scan_in_background(started)
+        if (new.config.settings.events, new.config.settings.storage, _wanted(new)) != \
+                (old.config.settings.events, old.config.settings.storage, _wanted(old)):
+            self._stop_listeners()
+            self._start_listeners()
         self._audit("SIGHUP")
         logger.info("reloaded: rules {} ({} rules), {} hot folder(s) restarted", new.rules.digest[:12],
                     len(new.rules.rules), len(started))
         sd_notify("READY=1")
+
+    # -- storage events ------------------------------------------------------------------------------------
+    def _start_listeners(self) -> None:
+        settings = self.runtime.config.settings
+        if not settings.events:
+            return
+        from flowd.events.azure_queue import build_listeners
+
+        self.listeners = build_listeners(settings, self._commit_events, _wanted(self.runtime))
+        for listener in self.listeners:
+            listener.start()
+        logger.info("listening to {} events stream(s): {}", len(self.listeners),
+                    ", ".join(f"{ln.name} (queue {ln.spec.queue})" for ln in self.listeners))
+
+    def _stop_listeners(self) -> None:
+        for listener in self.listeners:
+            listener.stop()
+        self.listeners = []
+
+    def _commit_events(self, items: Sequence[Detected]) -> None:
+        """Jobs for announced blobs, committed before the listener deletes their message."""
+        self.queue.enqueue(items)
+        self.pool.notify()
 
     # -- intake --------------------------------------------------------------------------------------
     def _promote(self, items: list[Detected]) -> None:
@@ -233,6 +268,11 @@ class Daemon:
                     if last != digest:
                         conn.execute(insert(audit).values(tenant=tenant, kind=kind, digest=digest, source=source,
                                                           actor=actor, at=time.time(), detail=cause))
+
+
+def _wanted(rt: Runtime) -> frozenset[str]:
+    """The events sources some enabled rule listens to: others' events are dropped at intake."""
+    return frozenset(src for rule in rt.rules.rules if rule.enabled for src in rule.hotfolders if src.startswith("@"))
 
 
 def _lock_data_dir(data_dir: Path) -> int:

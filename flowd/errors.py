@@ -60,6 +60,11 @@ class TransientError(StepError):
     transient = True
 
 
+class ChangedError(TransientError):
+    """A stored asset changed or vanished while a job worked on it. Retried: the retry finds the newer
+    version (left for its own job) or no blob, and ends as superseded or vanished."""
+
+
 class PermanentError(StepError):
     transient = False
 

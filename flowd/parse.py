@@ -47,6 +47,7 @@ class Parser:
         self.maps: dict[str, dict[str, str]] = {}  # this file's `maps:` for `|map:NAME`
         self.errors: list[ConfigError] = []
         self.rule_hotfolders: list[str] = []  # the hot folders the rule being parsed runs on
+        self.events: Mapping[str, object] = {}  # [events.NAME] streams, for `on: [{storage_events: NAME}]`
 
     def error(self, loc: Loc, message: str, got: Any = _UNSET, allowed: str | None = None) -> None:
         self.errors.append(ConfigError(self.file, yaml_line(self.root, loc), ".".join(map(str, loc)), message,
@@ -113,9 +114,11 @@ class Parser:
             return None
         source = template.source
         if source.startswith("{output}"):
-            missing = [h for h in self.rule_hotfolders if not self.hotfolders[h].output]
+            missing = [h for h in self.rule_hotfolders if h.startswith("@") or not self.hotfolders[h].output]
             if missing:
-                self.error(loc, f"uses {{output}} but hot folder '{missing[0]}' has no output", source)
+                what = (f"events stream '{missing[0][1:].partition('#')[0]}'" if missing[0].startswith("@")
+                        else f"hot folder '{missing[0]}'")
+                self.error(loc, f"uses {{output}} but {what} has no output", source)
                 return None
             rest = source[len("{output}"):]
             if rest and not rest.startswith("/"):

@@ -30,6 +30,8 @@ def resolve(field: Field, asset: Asset, step_id: str = "", path: bool = False) -
         case "relpath": return asset.relpath
         case "reldir": return asset.reldir
         case "hotfolder": return asset.hotfolder
+        case "container": return asset.origin.container if asset.origin else ""
+        case "event": return asset.origin.event if asset.origin else ""
         case "tenant": return asset.tenant
         case "output": return asset.output or ""
         case "size": return str(asset.size)

@@ -25,7 +25,22 @@ if TYPE_CHECKING:
     from flowd.metadata.fields import FieldTable
 
 RULE_KEYS = ("name", "on", "if", "do", "stop", "once", "enabled", "description")
-TRIGGER_KEYS = ("hotfolder",)
+TRIGGER_KEYS = ("hotfolder", "storage_events")
+EVENT_KINDS = ("created", "deleted")
+
+
+def events_source(name: str, kind: str = "created") -> str:
+    """The job source of an events stream: "@NAME" (blobs created), "@NAME#deleted". Hot folder names
+    cannot start with '@', so the two never collide."""
+    return f"@{name}" if kind == "created" else f"@{name}#{kind}"
+
+
+def parse_source(source: str) -> tuple[str, str] | None:
+    """("lake-events", "created") for "@lake-events"; None for a hot folder."""
+    if not source.startswith("@"):
+        return None
+    name, _, kind = source[1:].partition("#")
+    return name, kind or "created"
 
 
 class RuleLoader(yaml.SafeLoader):
@@ -46,7 +61,9 @@ class Rule:
     tenant: str
     file: str
     line: int
-    hotfolders: frozenset[str]  # every hot folder it runs on (resolved from `on`, or all of the tenant's)
+    # Every source it runs on: hot folder names (from `on`, or all of the tenant's) and events streams
+    # ("@NAME", "@NAME#deleted").
+    hotfolders: frozenset[str]
     condition: Condition | None
     actions: tuple[Action, ...]
     kinds: tuple[str, ...]
@@ -127,7 +144,8 @@ def load_rules(config: Config) -> RuleSet:
             errors.append(ConfigError(shown, None, "", f"cannot read rule file: {exc.strerror}"))
             continue
         digest.update(shown.encode() + b"\0" + raw + b"\0")
-        parsed = parse_rule_file(raw, shown, hotfolders, storages, errors, fields, config.base)
+        parsed = parse_rule_file(raw, shown, hotfolders, storages, errors, fields, config.base,
+                                 config.settings.events)
         # A file with any error yields no rules, so a rule's position is its index under `rules:`.
         positions.extend(range(len(parsed)))
         rules.extend(parsed)
@@ -145,7 +163,7 @@ def load_rules(config: Config) -> RuleSet:
 
 def parse_rule_file(raw: bytes, shown: str, hotfolders: Mapping[str, object], storages: Mapping[str, object],
                     errors: list[ConfigError], fields: FieldTable | None = None,
-                    base: Path | None = None) -> list[Rule]:
+                    base: Path | None = None, events: Mapping[str, object] | None = None) -> list[Rule]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -167,6 +185,7 @@ def parse_rule_file(raw: bytes, shown: str, hotfolders: Mapping[str, object], st
         return []
     p = Parser(shown, root, "default", hotfolders, storages, fields)  # type: ignore[arg-type]
     p.base = base
+    p.events = events or {}
     if not isinstance(data, dict):
         p.error([], "a rule file is a mapping with a 'rules:' list", data)
         errors.extend(p.errors)
@@ -287,12 +306,22 @@ def _parse_triggers(value: object, loc: Loc, p: Parser, given: bool) -> set[str]
         return set()
     out: set[str] = set()
     for i, trig in enumerate(value):
-        if not isinstance(trig, dict) or len(trig) != 1:
-            p.error([*loc, i], "a trigger is a mapping with one key", trig, ", ".join(TRIGGER_KEYS))
+        kinds = [k for k in trig if k in TRIGGER_KEYS] if isinstance(trig, dict) else []
+        if isinstance(trig, dict) and len(trig) == 1 and not kinds:
+            (unknown,) = trig
+            p.error([*loc, i, str(unknown)], f"unknown trigger '{unknown}'", unknown, ", ".join(TRIGGER_KEYS))
             continue
-        (kind, arg), = trig.items()
-        if kind not in TRIGGER_KEYS:
-            p.error([*loc, i, kind], f"unknown trigger '{kind}'", kind, ", ".join(TRIGGER_KEYS))
+        if not isinstance(trig, dict) or len(kinds) != 1:
+            p.error([*loc, i], "a trigger is a mapping with one of these keys", trig, ", ".join(TRIGGER_KEYS))
+            continue
+        kind = kinds[0]
+        arg = trig[kind]
+        if kind == "storage_events":
+            out.update(_events_trigger(trig, [*loc, i], p))
+            continue
+        if len(trig) != 1:
+            extra = next(k for k in trig if k != kind)
+            p.error([*loc, i, extra], f"unknown key '{extra}' in a hotfolder trigger", extra, "hotfolder")
             continue
         if not isinstance(arg, str) or arg not in own:  # a list here would be unhashable in `in own`
             p.error([*loc, i, kind], f"no hot folder of tenant '{p.tenant}' has this name", arg,
@@ -300,6 +329,30 @@ def _parse_triggers(value: object, loc: Loc, p: Parser, given: bool) -> set[str]
             continue
         out.add(str(arg))
     return out
+
+
+def _events_trigger(trig: dict[object, object], loc: Loc, p: Parser) -> set[str]:
+    """`{storage_events: lake-events}` (blobs created) or `{storage_events: lake-events, events: [created,
+    deleted]}`: a deleted blob has no bytes, so only rules that ask for deletions see them."""
+    name = trig["storage_events"]
+    own = sorted(n for n, ev in p.events.items() if getattr(ev, "tenant", "default") == p.tenant)
+    ok = True
+    if not isinstance(name, str) or name not in own:
+        p.error([*loc, "storage_events"], f"no [events.NAME] stream of tenant '{p.tenant}' has this name", name,
+                ", ".join(own) or "(no [events.NAME] tables in the config)")
+        ok = False
+    kinds: object = trig.get("events", ["created"])
+    for key in trig:
+        if key not in ("storage_events", "events"):
+            p.error([*loc, str(key)], f"unknown key '{key}' in a storage_events trigger", key, "storage_events, events")
+            ok = False
+    if not isinstance(kinds, list) or not kinds or any(k not in EVENT_KINDS for k in kinds):
+        p.error([*loc, "events"], "expected a list of event kinds", kinds, ", ".join(EVENT_KINDS))
+        ok = False
+    if not ok:
+        return set()
+    assert isinstance(kinds, list)
+    return {events_source(str(name), str(k)) for k in kinds}
 
 
 def _duplicate_key(node: yaml.Node | None) -> tuple[str, int] | None:

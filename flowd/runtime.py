@@ -10,6 +10,7 @@ from flowd.errors import ConfigErrors
 from flowd.hotfolder import Folder, build_folders
 from flowd.rules import RuleSet, load_rules
 from flowd.storage import Storage, build_storages
+from flowd.stored import BlobSource, build_sources
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +20,7 @@ class Runtime:
     folders: dict[str, Folder]
     storages: dict[str, Storage]
     engine: Engine
+    sources: dict[str, BlobSource]  # events streams by job source ("@NAME", "@NAME#deleted")
 
     @property
     def digest(self) -> str:
@@ -31,4 +33,5 @@ def load_runtime(config_file: str, install_id: str = "check") -> Runtime:
     rules = load_rules(config)
     if rules.errors:
         raise ConfigErrors(list(rules.errors))
-    return Runtime(config, rules, build_folders(config), build_storages(config), Engine(rules, install_id))
+    return Runtime(config, rules, build_folders(config), build_storages(config), Engine(rules, install_id),
+                   build_sources(config))

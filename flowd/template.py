@@ -22,6 +22,8 @@ FormatKind = Literal["none", "date", "source_date", "source", "separator"]
 PLACEHOLDERS: dict[str, FormatKind] = {
     "name": "none", "stem": "none", "ext": "none", "relpath": "none", "reldir": "none",
     "hotfolder": "none", "tenant": "none", "output": "none", "size": "none",
+    # a stored asset's container and storage event (created | deleted); empty for hot folder files
+    "container": "none", "event": "none",
     "sha256": "none", "uuid": "none", "extension": "none", "now": "date", "mtime": "date",
     # image facts of the asset's current bytes (after any convert)
     "width": "none", "height": "none", "color": "none",

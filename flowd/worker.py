@@ -26,11 +26,13 @@ from loguru import logger
 from flowd.actions.webhook import post_json
 from flowd.asset import Asset
 from flowd.context import RunContext
+from flowd.engine import Outcome
 from flowd.errors import PermanentError, StepError, TransientError
 from flowd.hotfolder import Folder, apply_fate, same_file
 from flowd.imaging.complete import truncation
 from flowd.queue import Claimed, Finished, JobQueue, backoff
 from flowd.runtime import Runtime
+from flowd.stored import apply_blob_fate, blob_storage, stored_asset
 from flowd.trace import RunTrace
 
 
@@ -138,6 +140,8 @@ class Processor:
         return final, self.queue.finish(final, claim_next)
 
     def _run_job(self, rt: Runtime, job: Claimed, real_dirs: dict[str, bool]) -> Finished:
+        if job.hotfolder.startswith("@"):
+            return self._run_stored(rt, job)
         folder = rt.folders.get(job.hotfolder)
         trace = RunTrace(job.id, job.attempts, rt.digest)
         if folder is None:
@@ -166,23 +170,76 @@ class Processor:
         outcome = rt.engine.run(asset, ctx, trace, done)
         if ctx.linked and (outcome.transient or outcome.status == "quarantined"):
             self._unshare(rt, ctx.linked)
+        return self._conclude(rt, job, trace, outcome, ctx,
+                              folder.fate(outcome.matched, outcome.consumes, outcome.status == "quarantined"))
+
+    def _conclude(self, rt: Runtime, job: Claimed, trace: RunTrace, outcome: Outcome, ctx: RunContext,
+                  fate: str) -> Finished:
         if outcome.transient:
-            delay = backoff(job.attempts, rt.config.settings.flowd.retry_base_seconds,
-                            rt.config.settings.flowd.retry_max_seconds)
-            trace.fate = f"retry in {delay:.1f}s"
-            logger.warning("job {} {}/{} waiting: {}; retry {} in {:.1f}s", job.id, job.hotfolder, job.relpath,
-                           (outcome.error or {}).get("reason"), job.attempts + 1, delay)
-            return Finished(job, "waiting", "waiting", error=(outcome.error or {}).get("reason"),
-                            retry_at=time.time() + delay, steps=outcome.steps, trace=trace.to_dict(),
-                            ruleset=rt.digest)
+            return self._wait(rt, job, trace, (outcome.error or {}).get("reason"), outcome.steps)
         if outcome.status == "vanished":
             return Finished(job, "done", "vanished", steps=outcome.steps, trace=trace.to_dict(), ruleset=rt.digest)
-        fate = folder.fate(outcome.matched, outcome.consumes, outcome.status == "quarantined")
         trace.fate = fate
         error = json.dumps({**(outcome.error or {}), "job": job.id}) if outcome.error else None
         return Finished(job, "quarantined" if fate == "quarantine" else "done", outcome.status, fate=fate,
                         error=error, steps=outcome.steps, ledger=outcome.ledger, trace=trace.to_dict(),
                         ruleset=rt.digest, companions=tuple(ctx.companions))
+
+    def _wait(self, rt: Runtime, job: Claimed, trace: RunTrace, reason: str | None,
+              steps: list[tuple[str, str, dict[str, Any]]] | None = None) -> Finished:
+        delay = backoff(job.attempts, rt.config.settings.flowd.retry_base_seconds,
+                        rt.config.settings.flowd.retry_max_seconds)
+        trace.status, trace.fate = "waiting", f"retry in {delay:.1f}s"
+        logger.warning("job {} {}/{} waiting: {}; retry {} in {:.1f}s", job.id, job.hotfolder, job.relpath,
+                       reason, job.attempts + 1, delay)
+        return Finished(job, "waiting", "waiting", error=reason, retry_at=time.time() + delay, steps=steps or [],
+                        trace=trace.to_dict(), ruleset=rt.digest)
+
+    def _run_stored(self, rt: Runtime, job: Claimed) -> Finished:
+        """A blob announced by a storage event: checked against the version the event named, then run
+        through the rules where it is (downloaded only if a rule reads its bytes)."""
+        source = rt.sources.get(job.hotfolder)
+        trace = RunTrace(job.id, job.attempts, rt.digest)
+        storage = blob_storage(rt.storages.get(source.storage)) if source is not None else None
+        if source is None or storage is None:
+            trace.status = "ignored"
+            return Finished(job, "done", "ignored", trace=trace.to_dict(),
+                            error=f"events stream '{job.hotfolder[1:]}' is no longer configured")
+        if job.fate:  # decided by an earlier attempt: only the source's fate is left to apply
+            trace.fate = job.fate
+            return Finished(job, "done", "quarantined" if job.fate == "quarantine" else "finished", fate=job.fate,
+                            trace=None, ruleset=rt.digest)
+        info = None
+        if source.event == "created":
+            try:
+                with self.lane.released():
+                    info = storage.stat(job.relpath)
+            except StepError as exc:
+                if exc.transient:
+                    return self._wait(rt, job, trace, str(exc))
+                trace.status, trace.error = "quarantined", {"reason": str(exc)}
+                return Finished(job, "quarantined", "quarantined", fate="quarantine", trace=trace.to_dict(),
+                                error=json.dumps({"reason": str(exc), "job": job.id}), ruleset=rt.digest)
+            changed = job.version is not None and not job.version.startswith("id:") \
+                and info is not None and info.etag.strip('"') != job.version
+            if info is None or changed:
+                # Gone, or replaced by a newer version (which has an event and a job of its own).
+                trace.status = "vanished" if info is None else "superseded"
+                return Finished(job, "done", trace.status, trace=trace.to_dict(), ruleset=rt.digest)
+            if info.written_by_flowd and source.spec.own_writes == "skip":
+                # flowd's own output (or in-place edit) announcing itself: processing it would loop.
+                trace.status = "ignored"
+                trace.fate = "written by flowd (own_writes = \"skip\")"
+                return Finished(job, "done", "ignored", trace=trace.to_dict(), ruleset=rt.digest)
+        detected = datetime.fromtimestamp(job.created)
+        ctx = self.context(rt, detected, job.tenant)
+        assert ctx.workdir is not None
+        asset = stored_asset(job.id, source, storage, job.relpath, info, detected, ctx.workdir, ctx.made,
+                             self.lane.released)
+        done = self.queue.done_steps(job.id) if job.attempts > 1 else {}
+        outcome = rt.engine.run(asset, ctx, trace, done)
+        return self._conclude(rt, job, trace, outcome, ctx,
+                              source.fate(outcome.consumes, outcome.status == "quarantined"))
 
     def _incomplete(self, rt: Runtime, limit: float, window: float, job: Claimed, asset: Asset, trace: RunTrace,
                     folder: Folder) -> Finished | None:
@@ -216,6 +273,9 @@ class Processor:
                 logger.error("output {}:{} still shares its bytes with its source: {}", storage, key, exc)
 
     def _finalise(self, rt: Runtime, f: Finished, real_dirs: dict[str, bool]) -> None:
+        if f.job.hotfolder.startswith("@"):
+            self._finalise_stored(rt, f)
+            return
         folder = rt.folders.get(f.job.hotfolder)
         if folder is None or f.fate is None or f.state == "waiting":
             return
@@ -240,6 +300,28 @@ class Processor:
             f.state, f.retry_at, f.error = "waiting", time.time() + delay, str(exc)
         except PermanentError as exc:
             # The source stays where it is; the job is marked so a person sees it in `flowd status`.
+            logger.error("job {}: {}", f.job.id, exc)
+            f.state, f.status, f.error = "quarantined", "quarantined", json.dumps({"reason": str(exc), "job": f.job.id})
+
+    def _finalise_stored(self, rt: Runtime, f: Finished) -> None:
+        source = rt.sources.get(f.job.hotfolder)
+        storage = blob_storage(rt.storages.get(source.storage)) if source is not None else None
+        if storage is None or f.fate is None or f.state == "waiting":
+            return
+        if f.fate == "quarantine":
+            f.state = "quarantined"
+            logger.warning("quarantined {}:{} (left in place): {}", storage.name, f.job.relpath,
+                           json.loads(f.error).get("reason") if f.error else "quarantined")
+        try:
+            with self.lane.released():
+                done = apply_blob_fate(storage, f.job.relpath, f.job.version, f.fate)
+            logger.debug("job {} {}: source {}", f.job.id, f.status, done)
+        except TransientError as exc:
+            delay = backoff(f.job.attempts, rt.config.settings.flowd.retry_base_seconds,
+                            rt.config.settings.flowd.retry_max_seconds)
+            logger.warning("job {}: {}; retrying in {:.1f}s", f.job.id, exc, delay)
+            f.state, f.retry_at, f.error = "waiting", time.time() + delay, str(exc)
+        except PermanentError as exc:
             logger.error("job {}: {}", f.job.id, exc)
             f.state, f.status, f.error = "quarantined", "quarantined", json.dumps({"reason": str(exc), "job": f.job.id})
 

@@ -42,12 +42,15 @@ def test_readme_rule_examples_are_valid_rules() -> None:
     blocks = [b for b in re.findall(r"```yaml\n(.*?)```", README, re.S) if "rules:" in b]
     assert blocks, "the README shows no rule example"
     settings = Settings.model_validate({
-        "storage": {"lake": {"kind": "local", "root": "var/lake"}},
+        "storage": {"lake": {"kind": "local", "root": "var/lake"},
+                    "cloud": {"kind": "adls", "connection_string_env": "FLOWD_CLOUD_CONN"}},
         "hotfolders": [{"name": "inbox", "path": "hotfolders/inbox", "output": "lake:assets"}],
+        "events": {"lake-events": {"kind": "azure_queue", "storage": "cloud", "queue": "flowd-events"}},
     })
     hotfolders = {hf.name: hf for hf in settings.hotfolders}
     for block in blocks:
         errors: list[object] = []
-        rules = parse_rule_file(block.encode(), "README.md", hotfolders, settings.storage, errors)  # type: ignore[arg-type]
+        rules = parse_rule_file(block.encode(), "README.md", hotfolders, settings.storage, errors,  # type: ignore[arg-type]
+                                events=settings.events)
         assert not errors, "\n".join(map(str, errors))
         assert rules

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -15,7 +15,7 @@ from flowd.asset import Asset
 from flowd.context import RunContext
 from flowd.errors import PermanentError
 from flowd.parse import Loc, Parser
-from flowd.storage.base import Conflict
+from flowd.storage.base import Conflict, Put
 from flowd.template import Template
 
 
@@ -43,27 +43,47 @@ class Store:
             raise PermanentError(f"no storage named '{target.storage}'")
         if storage.tenants is not None and asset.tenant not in storage.tenants:
             raise PermanentError(f"storage '{target.storage}' is not open to tenant '{asset.tenant}'")
+        origin = asset.origin
+        in_place = origin is not None and origin.storage == target.storage and origin.key == target.key
+        record: dict[str, Any] = {}
+        renamed = None
+        if not ctx.simulate and self.consumes and origin is not None and asset.content is None \
+                and origin.storage == target.storage:
+            renamed = self._rename(storage, origin.key, target.key, origin.version, ctx)
         if ctx.simulate:
             put = storage.plan(target.key, self.conflict, asset.sha256)
+            if in_place and self.conflict is Conflict.OVERWRITE:
+                record["in_place"] = True
+        elif renamed is not None:
+            put = renamed
+            record["renamed"] = True  # one atomic server-side rename: no bytes travelled
+        elif storage.remote:
+            sha = asset.sha256()  # hashed here, in the lane, so the upload itself needs no CPU turn
+            info = {"flowd_source": _source(asset), "flowd_rule": step.rule, "flowd_tenant": asset.tenant,
+                    "flowd_job": str(asset.job_id)}
+            replaces = origin.version if in_place and origin is not None else None
+            if replaces is not None and self.conflict is not Conflict.OVERWRITE:
+                raise PermanentError(f"{target} is the asset itself: writing it back in place needs "
+                                     "conflict: overwrite (the write is refused if the blob changed meanwhile)")
+            with ctx.released():  # a network upload: other workers compute meanwhile
+                put = storage.put_file(target.key, asset.path, conflict=self.conflict, token=step.token,
+                                       sha256=lambda: sha, info=info, replaces=replaces)
+            if replaces is not None:
+                record["in_place"] = True
+        elif asset.content is not None:
+            # Rewritten bytes in the job's work folder are private: linking them is always safe (the
+            # storage copies instead once the file already has a second name).
+            put = storage.put_file(target.key, asset.path, conflict=self.conflict, token=step.token,
+                                   sha256=asset.sha256, may_link=True)
         else:
-            if storage.remote:
-                sha = asset.sha256()  # hashed here, in the lane, so the upload itself needs no CPU turn
-                with ctx.released():  # a network upload: other workers compute meanwhile
-                    put = storage.put_file(target.key, asset.path, conflict=self.conflict, token=step.token,
-                                           sha256=lambda: sha)
-            elif asset.content is not None:
-                # Rewritten bytes in the job's work folder are private: linking them is always safe (the
-                # storage copies instead once the file already has a second name).
-                put = storage.put_file(target.key, asset.path, conflict=self.conflict, token=step.token,
-                                       sha256=asset.sha256, may_link=True)
-            else:
-                # One link per job at most: two outputs sharing one inode would also share the step token.
-                may_link = (asset.disposable or self.consumes) and not ctx.linked
-                put = storage.put_file(target.key, asset.path, conflict=self.conflict, token=step.token,
-                                       sha256=asset.sha256, may_link=may_link)
-                if put.linked:
-                    ctx.linked.append((target.storage, put.key))
-        record = {"target": f"{target.storage}:{put.key}", "outcome": put.outcome, "conflict": self.conflict.value}
+            # One link per job at most: two outputs sharing one inode would also share the step token.
+            may_link = (asset.disposable or self.consumes) and not ctx.linked and origin is None
+            put = storage.put_file(target.key, asset.path, conflict=self.conflict, token=step.token,
+                                   sha256=asset.sha256, may_link=may_link)
+            if put.linked:
+                ctx.linked.append((target.storage, put.key))
+        record = {"target": f"{target.storage}:{put.key}", "outcome": put.outcome, "conflict": self.conflict.value,
+                  **record}
         if asset.sidecar is not None:
             # The XMP sidecar follows its file's final name (after `increment`): photo_1.jpg -> photo_1.xmp.
             key = posixpath.splitext(put.key)[0] + ".xmp"
@@ -73,6 +93,21 @@ class Store:
                                  sha256=lambda: hashlib.sha256(sidecar.read_bytes()).hexdigest())
             record["sidecar"] = f"{target.storage}:{key}"
         return Result(asset, record, consumes=self.consumes)
+
+    def _rename(self, storage: object, source: str, key: str, version: str | None, ctx: RunContext) -> Put | None:
+        rename = getattr(storage, "rename", None)
+        if rename is None or source == key:
+            return None
+        with ctx.released():
+            put: Put | None = rename(source, key, conflict=self.conflict, etag=version)
+        return put
+
+
+def _source(asset: Asset) -> str:
+    """Where an output came from, as its blob metadata records it."""
+    if asset.origin is not None:
+        return f"{asset.origin.storage}:{asset.origin.key}"
+    return f"{asset.hotfolder}/{asset.source_relpath}"
 
 
 @dataclass(frozen=True, slots=True)

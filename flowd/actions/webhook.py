@@ -57,7 +57,11 @@ class Webhook:
             "relpath": asset.relpath, "source": asset.source_relpath, "size": asset.size,
             "mtime": asset.mtime.isoformat(), "detected": asset.detected_at.isoformat(),
         }
-        if self.include_sha256:
+        if asset.origin is not None:  # a stored asset: which blob, which version, what happened to it
+            payload.update(event=f"asset.{asset.origin.event}" if asset.origin.event == "deleted" else
+                           "asset.processed", storage=asset.origin.storage, key=asset.origin.key,
+                           etag=asset.origin.version)
+        if self.include_sha256 and not (asset.origin and asset.origin.fetch is None):
             payload["sha256"] = asset.sha256()
         headers = dict(self.headers)
         for header, env in self.headers_env:

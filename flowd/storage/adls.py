@@ -15,11 +15,13 @@ import mimetypes
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
+from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
@@ -31,8 +33,8 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 
-from flowd.errors import ConflictError, PathEscapeError, PermanentError, StepError, TransientError
-from flowd.storage.base import Conflict, Put, incremented
+from flowd.errors import ChangedError, ConflictError, PathEscapeError, PermanentError, StepError, TransientError
+from flowd.storage.base import BlobInfo, Conflict, Put, incremented
 from flowd.target import TargetError, clean_key
 
 SHA_KEY = "flowd_sha256"
@@ -42,6 +44,12 @@ CONTAINER_RULE = ("3-63 characters: lowercase letters, digits and single hyphens
 _CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
 _MAX_INCREMENT = 100_000
 _MAX_RACES = 20
+
+
+def describe(info: Mapping[str, str]) -> dict[str, str]:
+    """Blob metadata travels as HTTP headers: ASCII only, so values are percent-encoded (a source path
+    like "Ærø/café.jpg" reads back with urllib.parse.unquote)."""
+    return {k: quote(v, safe="/@:+,;=") for k, v in info.items()}
 
 
 def client_options(block_size: int, *, retries: int = 3, backoff: float = 1) -> dict[str, Any]:
@@ -55,8 +63,12 @@ class AdlsStorage:
     remote = True
     def __init__(self, name: str, client: BlobServiceClient, *, container: str | None = None,
                  create_containers: bool = True, tenants: frozenset[str] | None = None,
-                 max_concurrency: int = 4) -> None:
+                 max_concurrency: int = 4, datalake: Callable[[], Any] | None = None) -> None:
         self.name = name
+        # Builds a DataLakeServiceClient on the same account and credential: used only for renames on a
+        # hierarchical-namespace account, which Azurite is not.
+        self._datalake = datalake
+        self._hns: bool | None = None
         self.tenants = tenants
         self.client = client
         self.container = container
@@ -105,10 +117,14 @@ class AdlsStorage:
 
     # -- writes --------------------------------------------------------------------------------------
     def put_file(self, key: str, source: Path, *, conflict: Conflict, token: str,
-                 sha256: Callable[[], str], may_link: bool = False) -> Put:
+                 sha256: Callable[[], str], may_link: bool = False, info: Mapping[str, str] | None = None,
+                 replaces: str | None = None) -> Put:
         container, _ = self._split(key)
         client = self._container(container)
         digest = sha256()
+        tags = {**describe(info or {}), SHA_KEY: digest, STEP_KEY: token}
+        if replaces is not None:
+            return self._replace(client, key, source, tags, replaces)
         n, races = 0, 0
         while n < _MAX_INCREMENT:
             candidate = key if n == 0 else incremented(key, n)
@@ -124,7 +140,7 @@ class AdlsStorage:
                     n += 1
                     continue
             try:
-                self._upload(client, blob, source, token, digest, overwrite=conflict is Conflict.OVERWRITE)
+                self._upload(client, blob, source, tags, overwrite=conflict is Conflict.OVERWRITE)
                 return Put(candidate, "written")
             except ResourceExistsError:
                 # The name is taken (by us in an earlier attempt, by identical bytes, or by another writer).
@@ -148,8 +164,27 @@ class AdlsStorage:
                 _raise(exc, f"{self.name}: cannot write {candidate} on {self.host}")
         raise ConflictError(f"more than {_MAX_INCREMENT} names taken for {self.name}:{key}")
 
-    def _upload(self, client: ContainerClient, blob: str, source: Path, token: str, digest: str,
-                overwrite: bool) -> None:
+    def _replace(self, client: ContainerClient, key: str, source: Path, meta: dict[str, str], etag: str) -> Put:
+        """An in-place edit: overwrite the very version that was read (If-Match), never a newer one."""
+        blob = self._split(key)[1]
+        current = self._metadata(client, key, blob)
+        if current is not None and current.get(STEP_KEY) == meta[STEP_KEY]:
+            return Put(key, "already")  # this step's own earlier write (its ETag is new, so If-Match fails)
+        try:
+            self._upload(client, blob, source, meta, overwrite=True, etag=etag)
+        except ResourceNotFoundError:
+            raise ChangedError(f"{self.name}:{key} was deleted while it was being processed") from None
+        except HttpResponseError as exc:
+            if exc.status_code == 412:
+                raise ChangedError(f"{self.name}:{key} changed while it was being processed; the new version "
+                                   "is left for its own event") from None
+            _raise(exc, f"{self.name}: cannot write {key} on {self.host}")
+        except AzureError as exc:
+            _raise(exc, f"{self.name}: cannot write {key} on {self.host}")
+        return Put(key, "written")
+
+    def _upload(self, client: ContainerClient, blob: str, source: Path, meta: dict[str, str],
+                overwrite: bool, etag: str | None = None) -> None:
         kind, _ = mimetypes.guess_type(blob)
         settings = ContentSettings(content_type=kind or "application/octet-stream")
         try:
@@ -158,8 +193,10 @@ class AdlsStorage:
             raise TransientError(f"cannot read {source}: {exc.strerror}") from None
         with fh:
             length = os.fstat(fh.fileno()).st_size
+            conditions: dict[str, Any] = ({"etag": etag, "match_condition": MatchConditions.IfNotModified}
+                                          if etag is not None else {})
             client.upload_blob(blob, fh, length=length, overwrite=overwrite, max_concurrency=self.max_concurrency,
-                               content_settings=settings, metadata={SHA_KEY: digest, STEP_KEY: token})
+                               content_settings=settings, metadata=meta, **conditions)
 
     def _metadata(self, client: ContainerClient, key: str, blob: str) -> dict[str, str] | None:
         """The blob's metadata, or None when the name is free."""
@@ -237,15 +274,118 @@ class AdlsStorage:
         except AzureError as exc:
             _raise(exc, f"{self.name}: cannot read {key} on {self.host}")
 
-    def delete(self, key: str) -> bool:
+    def delete(self, key: str, etag: str | None = None) -> bool:
+        """Delete the blob; with an ETag only that version (a newer one is left for its own job)."""
         container, blob = self._split(key)
+        conditions: dict[str, Any] = ({"etag": etag, "match_condition": MatchConditions.IfNotModified}
+                                      if etag is not None else {})
         try:
-            self.client.get_blob_client(container, blob).delete_blob()
+            self.client.get_blob_client(container, blob).delete_blob(**conditions)
             return True
         except ResourceNotFoundError:
             return False
+        except HttpResponseError as exc:
+            if exc.status_code == 412:
+                raise ChangedError(f"{self.name}:{key} changed since it was read; the new version stays") from None
+            _raise(exc, f"{self.name}: cannot delete {key} on {self.host}")
         except AzureError as exc:
             _raise(exc, f"{self.name}: cannot delete {key} on {self.host}")
+
+    def stat(self, key: str) -> BlobInfo | None:
+        """The blob's size, version and metadata; None when there is no such blob."""
+        container, blob = self._split(key)
+        try:
+            props = self.client.get_blob_client(container, blob).get_blob_properties()
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            _raise(exc, f"{self.name}: cannot read {key} on {self.host}")
+        modified = props.last_modified.timestamp() if props.last_modified else time.time()
+        return BlobInfo(int(props.size), str(props.etag), int(modified * 1e9), props.content_settings.content_type,
+                        dict(props.metadata or {}))
+
+    def download(self, key: str, dest: Path, etag: str | None = None) -> None:
+        """Stream the blob into `dest` (never whole in memory). With an ETag, exactly that version: a blob
+        replaced meanwhile raises ChangedError rather than mixing two versions' bytes."""
+        container, blob = self._split(key)
+        conditions: dict[str, Any] = ({"etag": etag, "match_condition": MatchConditions.IfNotModified}
+                                      if etag is not None else {})
+        try:
+            with open(dest, "wb") as fh:
+                stream = self.client.get_blob_client(container, blob).download_blob(
+                    max_concurrency=self.max_concurrency, **conditions)
+                stream.readinto(fh)
+        except ResourceNotFoundError:
+            raise ChangedError(f"{self.name}:{key} was deleted before it could be read") from None
+        except HttpResponseError as exc:
+            if exc.status_code == 412:
+                raise ChangedError(f"{self.name}:{key} changed while it was being read") from None
+            _raise(exc, f"{self.name}: cannot read {key} on {self.host}")
+        except AzureError as exc:
+            _raise(exc, f"{self.name}: cannot read {key} on {self.host}")
+        except OSError as exc:
+            raise TransientError(f"cannot write the download of {self.name}:{key}: {exc.strerror}") from None
+
+    # -- moves -------------------------------------------------------------------------------------------
+    def hierarchical(self) -> bool:
+        """Whether the account has a hierarchical namespace (ADLS Gen2), asked once."""
+        if self._hns is None:
+            try:
+                info = self.client.get_account_information()
+            except HttpResponseError:
+                info = {}  # a SAS scoped to a container cannot ask: fall back to copy + delete
+            except AzureError as exc:
+                _raise(exc, f"{self.name}: cannot reach {self.host}")
+            self._hns = bool(info.get("is_hns_enabled")) and self._datalake is not None
+        return self._hns
+
+    def rename(self, source: str, key: str, *, conflict: Conflict, etag: str | None) -> Put | None:
+        """Move a blob within this account by the Data Lake API's atomic rename: no bytes travel, and the
+        source version (ETag) and a free destination (If-None-Match: *) are conditions of the one request.
+        None: not possible here (no hierarchical namespace, or skip_identical needs a look at the bytes):
+        the caller copies and then deletes instead."""
+        if conflict is Conflict.SKIP_IDENTICAL or not self.hierarchical():
+            return None
+        assert self._datalake is not None
+        src_container, src_path = self._split(source)
+        self._container(self._split(key)[0])
+        service = self._datalake()
+        for n in range(_MAX_INCREMENT):
+            candidate = key if n == 0 else incremented(key, n)
+            container, path = self._split(candidate)
+            conditions: dict[str, Any] = {}
+            if etag is not None:
+                conditions.update(source_etag=etag, source_match_condition=MatchConditions.IfNotModified)
+            if conflict is not Conflict.OVERWRITE:
+                conditions["match_condition"] = MatchConditions.IfMissing
+            try:
+                service.get_file_client(src_container, src_path).rename_file(f"{container}/{path}", **conditions)
+                return Put(candidate, "written")
+            except ResourceExistsError:
+                if conflict is Conflict.INCREMENT:
+                    continue
+                raise ConflictError(f"target {self.name}:{candidate} exists and the conflict policy is "
+                                    f"'{conflict.value}' (use conflict: increment or overwrite)") from None
+            except ResourceNotFoundError:
+                raise ChangedError(f"{self.name}:{source} was deleted before it could be moved") from None
+            except HttpResponseError as exc:
+                if exc.status_code == 412:
+                    raise ChangedError(f"{self.name}:{source} changed before it could be moved") from None
+                _raise(exc, f"{self.name}: cannot move {source} to {candidate} on {self.host}")
+            except AzureError as exc:
+                _raise(exc, f"{self.name}: cannot move {source} to {candidate} on {self.host}")
+        raise ConflictError(f"more than {_MAX_INCREMENT} names taken for {self.name}:{key}")
+
+    def probe(self, timeout: float = 5) -> str | None:
+        """None when the service answers; else why not (for `flowd status`). One quick request, no retries."""
+        try:
+            self.client.get_account_information(retry_total=0, connection_timeout=timeout, read_timeout=timeout)
+            return None
+        except AzureError as exc:
+            try:
+                _raise(exc, f"{self.host}")
+            except StepError as err:
+                return str(err)
 
     def list(self, prefix: str = "") -> Iterator[str]:
         """Keys under a folder-like prefix ("raw/2024" lists raw/2024/..., not raw/2024x), streamed page by page."""

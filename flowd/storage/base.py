@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal, Protocol
@@ -25,6 +25,21 @@ class Put:
     linked: bool = False  # shares its bytes with the source until the source is removed
 
 
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    """What the service says about one blob: enough to tell its version and whether flowd wrote it."""
+
+    size: int
+    etag: str
+    mtime_ns: int
+    content_type: str | None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def written_by_flowd(self) -> bool:
+        return "flowd_step" in self.metadata
+
+
 class Storage(Protocol):
     name: str
     tenants: frozenset[str] | None
@@ -32,12 +47,15 @@ class Storage(Protocol):
     remote: bool
 
     def put_file(self, key: str, source: Path, *, conflict: Conflict, token: str,
-                 sha256: Callable[[], str], may_link: bool = False) -> Put:
+                 sha256: Callable[[], str], may_link: bool = False, info: Mapping[str, str] | None = None,
+                 replaces: str | None = None) -> Put:
         """Write `source` at `key` under the conflict policy, atomically (temp name, then into place).
 
         `token` identifies the step: a retry with the same token recognises its own earlier write
         instead of writing a second copy. `may_link`: the source will be removed once the job succeeds,
-        so a storage on the same file system may hard-link it instead of copying the bytes.
+        so a storage on the same file system may hard-link it instead of copying the bytes. `info`:
+        where the output came from (source, rule, tenant, job), kept with it where the storage can.
+        `replaces`: an in-place edit of a stored asset, allowed only over that version (its ETag).
         """
         ...
 

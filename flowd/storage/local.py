@@ -9,7 +9,7 @@ import hashlib
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from flowd.errors import ConflictError, PathEscapeError, PermanentError, TransientError
@@ -64,7 +64,10 @@ class LocalStorage:
 
     # -- writes --------------------------------------------------------------------------------------
     def put_file(self, key: str, source: Path, *, conflict: Conflict, token: str,
-                 sha256: Callable[[], str], may_link: bool = False) -> Put:
+                 sha256: Callable[[], str], may_link: bool = False, info: Mapping[str, str] | None = None,
+                 replaces: str | None = None) -> Put:
+        if replaces is not None:
+            raise PermanentError(f"storage '{self.name}' holds no versioned assets to edit in place")
         path = self._path(key)
         self._ensure_dir(path.parent)
         if may_link and self.link:
