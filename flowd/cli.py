@@ -268,10 +268,48 @@ def cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def _health(config: Any) -> list[dict[str, Any]]:
+    """Each remote storage and events queue asked once, now, with a short timeout: what `flowd status` shows
+    while jobs wait on an outage."""
+    from flowd.errors import ConfigErrors
+    from flowd.storage import build_storages
+
+    out: list[dict[str, Any]] = []
+    if not any(spec.kind != "local" for spec in config.settings.storage.values()):
+        return out
+    try:
+        storages = build_storages(config)
+    except ConfigErrors as exc:
+        return [{"name": "storage", "kind": "config", "ok": False, "reason": "; ".join(map(str, exc.errors))}]
+    for name, storage in storages.items():
+        probe = getattr(storage, "probe", None)
+        if probe is None:
+            continue
+        reason = probe(3)
+        out.append({"name": name, "kind": "storage", "where": getattr(storage, "host", ""), "ok": reason is None,
+                    "reason": reason or ""})
+    if config.settings.events:
+        from flowd.events.azure_queue import build_listeners
+
+        for listener in build_listeners(config.settings, lambda _items: None, frozenset()):
+            entry: dict[str, Any] = {"name": listener.name, "kind": "events", "where": f"queue {listener.spec.queue}"}
+            try:
+                props = listener.queue.get_queue_properties(retry_total=0, connection_timeout=3, read_timeout=3)
+                entry.update(ok=True, reason="", messages=props.approximate_message_count)
+            except Exception as exc:  # noqa: BLE001  (any failure is the answer here)
+                from azure.core.exceptions import AzureError
+
+                from flowd.events.azure_queue import _why
+                entry.update(ok=False, reason=_why(exc) if isinstance(exc, AzureError) else type(exc).__name__)
+            out.append(entry)
+    return out
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from flowd.db import jobs, nodes
 
-    _config, db = _db(args)
+    config, db = _db(args)
+    health = _health(config)
     with db.read() as conn:
         counts = dict(conn.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state)).all())
         outcomes = dict(conn.execute(select(jobs.c.status, func.count()).where(jobs.c.state == "done")
@@ -281,8 +319,13 @@ def cmd_status(args: argparse.Namespace) -> int:
                                    .limit(20)).all()
         recent = conn.execute(select(jobs).where(jobs.c.state == "done").order_by(jobs.c.updated.desc()).limit(10)).all()
         alive = conn.execute(select(nodes).where(nodes.c.heartbeat > time.time() - 120)).all()
+        for entry in health:
+            if entry["kind"] == "storage":  # jobs held up by this storage: their error names it first
+                entry["waiting"] = conn.execute(select(func.count()).select_from(jobs).where(
+                    jobs.c.state == "waiting", jobs.c.error.like(f"{entry['name']}:%"))).scalar_one()
     if args.json:
         print(json.dumps({"states": counts, "outcomes": outcomes, "nodes": [n.node_id for n in alive],
+                          "health": health,
                           "quarantined": [{"job": q.id, "tenant": q.tenant, "file": f"{q.hotfolder}/{q.relpath}",
                                            "error": q.error} for q in quarantined],
                           "waiting": [{"job": w.id, "tenant": w.tenant, "file": f"{w.hotfolder}/{w.relpath}",
@@ -292,6 +335,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     print("queue:  " + ", ".join(f"{s} {counts.get(s, 0)}" for s in ("queued", "claimed", "waiting", "quarantined", "done")))
     if outcomes:
         print("done:   " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items(), key=lambda kv: str(kv[0]))))
+    for entry in health:
+        what = f"{entry['kind']} {entry['name']}" + (f" ({entry['where']})" if entry.get("where") else "")
+        if entry["ok"]:
+            extra = f", {entry['messages']} message(s) queued" if entry.get("messages") is not None else ""
+            print(f"health: {what}: reachable{extra}")
+        else:
+            held = f"; {entry['waiting']} job(s) waiting for it" if entry.get("waiting") else ""
+            print(f"health: {what}: UNREACHABLE: {entry['reason']}{held}")
     for w in waiting:
         print(f"  waiting  job {w.id} {w.hotfolder}/{w.relpath}: retry at {when(w.not_before)}: {w.error}")
     for q in quarantined:

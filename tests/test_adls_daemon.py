@@ -9,7 +9,7 @@ from pathlib import Path
 import azurite as emulator
 import pytest
 from azure.storage.blob import BlobServiceClient
-from conftest import JPEG, Site, make_site
+from conftest import JPEG, Site, make_site, wait_for
 
 pytestmark = pytest.mark.skipif(not emulator.available() and not os.environ.get("CI"),
                                 reason="Azurite is not installed (make test installs it with npm)")
@@ -70,3 +70,35 @@ connection_string_env = "FLOWD_TEST_NOT_SET"
     result = site.cli("check")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "FLOWD_TEST_NOT_SET" in result.stderr and "not set" in result.stderr
+
+
+def test_status_says_when_the_storage_cannot_be_reached(site: Site, tmp_path: Path) -> None:
+    """While the account is down, jobs wait (never quarantined), the hot folder keeps taking files, and
+    `flowd status` has a health line saying which storage is unreachable and how many jobs wait for it."""
+    (tmp_path / "gone").mkdir()
+    with emulator.running(tmp_path / "gone") as gone:  # a real endpoint, stopped: nothing listens there now
+        conn = gone.connection_string
+    site.configure(extra="""
+[storage.cloud]
+kind = "adls"
+connection_string_env = "FLOWD_TEST_CLOUD"
+""")
+    site.rules("""
+        rules:
+          - name: to-the-lake
+            do:
+              - move: {to: "cloud:assets/{name}"}
+    """)
+    site.env["FLOWD_TEST_CLOUD"] = conn
+    site.start()
+    for i in range(3):
+        site.drop(f"p{i}.jpg", JPEG + bytes([i]))
+    wait_for(lambda: site.states().get("waiting", 0) == 3, 30, message="3 jobs waiting on the storage")
+    result = site.cli("status")
+    assert result.returncode == 0, result.stderr
+    line = next(ln for ln in result.stdout.splitlines() if ln.startswith("health: storage cloud"))
+    assert "UNREACHABLE" in line and "3 job(s) waiting" in line, line
+    health = site.status()["health"]
+    assert health[0]["name"] == "cloud" and health[0]["ok"] is False
+    assert "quarantined" not in site.states() and len(list(site.hot().glob("*.jpg"))) == 3
+    assert emulator.KEY not in result.stdout + site.log()

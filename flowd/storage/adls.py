@@ -10,6 +10,7 @@ token and content hash as metadata, so a retried step recognises its own earlier
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import mimetypes
 import os
@@ -18,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
 from urllib.parse import quote, urlsplit
 
 from azure.core import MatchConditions
@@ -52,10 +53,57 @@ def describe(info: Mapping[str, str]) -> dict[str, str]:
     return {k: quote(v, safe="/@:+,;=") for k, v in info.items()}
 
 
+class UnreachableError(TransientError):
+    """The account cannot be reached at all (connection refused, DNS, timeout)."""
+
+
+class Breaker:
+    """After the account could not be reached, calls fail at once for a while instead of each waiting out
+    the SDK's connection retries: a batch of 64 jobs during an outage becomes 64 quick waits, not 64 x 15 s.
+    The first call after the pause tries for real (and closes the breaker if it gets through)."""
+
+    def __init__(self) -> None:
+        self._until = 0.0
+        self._trips = 0
+        self._reason = ""
+
+    def check(self, what: str) -> None:
+        if time.monotonic() < self._until:
+            raise UnreachableError(f"{what}: {self._reason} (retrying within {self._until - time.monotonic():.0f}s)")
+
+    def trip(self, reason: str) -> None:
+        self._trips += 1
+        self._reason = reason
+        self._until = time.monotonic() + min(30.0, 2.0 ** min(self._trips, 5))
+
+    def ok(self) -> None:
+        self._trips = 0
+        self._until = 0.0
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _guarded(method: Callable[Concatenate[AdlsStorage, P], R]) -> Callable[Concatenate[AdlsStorage, P], R]:
+    @functools.wraps(method)
+    def wrapper(self: AdlsStorage, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        self.breaker.check(self.name)
+        try:
+            result = method(self, *args, **kwargs)
+        except UnreachableError as exc:
+            self.breaker.trip(str(exc).removeprefix(f"{self.name}: "))
+            raise
+        self.breaker.ok()
+        return result
+    return wrapper
+
+
 def client_options(block_size: int, *, retries: int = 3, backoff: float = 1) -> dict[str, Any]:
     """BlobServiceClient options. Few, quick SDK retries: a longer outage is the job queue's to wait out,
     with its own backoff. Anything above one block is uploaded in blocks streamed from the file."""
-    return {"retry_total": retries, "initial_backoff": backoff, "increment_base": 2, "connection_timeout": 10,
+    return {"retry_total": retries, "retry_connect": 1, "initial_backoff": backoff, "increment_base": 2,
+            "connection_timeout": 10,
             "max_block_size": block_size, "max_single_put_size": block_size}
 
 
@@ -76,6 +124,7 @@ class AdlsStorage:
         self.max_concurrency = max_concurrency
         self.host = urlsplit(client.url).netloc  # what messages may show: never a key or a SAS token
         self._ready: set[str] = set()
+        self.breaker = Breaker()
         self._lock = threading.Lock()
         if container is not None:
             _check_container(container)
@@ -116,6 +165,7 @@ class AdlsStorage:
         return client
 
     # -- writes --------------------------------------------------------------------------------------
+    @_guarded
     def put_file(self, key: str, source: Path, *, conflict: Conflict, token: str,
                  sha256: Callable[[], str], may_link: bool = False, info: Mapping[str, str] | None = None,
                  replaces: str | None = None) -> Put:
@@ -233,6 +283,7 @@ class AdlsStorage:
             _raise(exc, f"{self.name}: cannot read {blob} on {self.host}")
         return h.hexdigest() == digest
 
+    @_guarded
     def plan(self, key: str, conflict: Conflict, sha256: Callable[[], str]) -> Put:
         container, _ = self._split(key)
         client = self.client.get_container_client(container)
@@ -258,6 +309,7 @@ class AdlsStorage:
         """A completed upload is already durable (the service acknowledged the commit)."""
 
     # -- the rest of the contract --------------------------------------------------------------------
+    @_guarded
     def exists(self, key: str) -> bool:
         container, blob = self._split(key)
         try:
@@ -265,6 +317,7 @@ class AdlsStorage:
         except AzureError as exc:
             _raise(exc, f"{self.name}: cannot read {key} on {self.host}")
 
+    @_guarded
     def read_bytes(self, key: str) -> bytes:
         container, blob = self._split(key)
         try:
@@ -274,6 +327,7 @@ class AdlsStorage:
         except AzureError as exc:
             _raise(exc, f"{self.name}: cannot read {key} on {self.host}")
 
+    @_guarded
     def delete(self, key: str, etag: str | None = None) -> bool:
         """Delete the blob; with an ETag only that version (a newer one is left for its own job)."""
         container, blob = self._split(key)
@@ -286,11 +340,14 @@ class AdlsStorage:
             return False
         except HttpResponseError as exc:
             if exc.status_code == 412:
+                if self.stat(key) is None:
+                    return False  # If-Match on a blob that is gone fails as a precondition, not as missing
                 raise ChangedError(f"{self.name}:{key} changed since it was read; the new version stays") from None
             _raise(exc, f"{self.name}: cannot delete {key} on {self.host}")
         except AzureError as exc:
             _raise(exc, f"{self.name}: cannot delete {key} on {self.host}")
 
+    @_guarded
     def stat(self, key: str) -> BlobInfo | None:
         """The blob's size, version and metadata; None when there is no such blob."""
         container, blob = self._split(key)
@@ -304,6 +361,7 @@ class AdlsStorage:
         return BlobInfo(int(props.size), str(props.etag), int(modified * 1e9), props.content_settings.content_type,
                         dict(props.metadata or {}))
 
+    @_guarded
     def download(self, key: str, dest: Path, etag: str | None = None) -> None:
         """Stream the blob into `dest` (never whole in memory). With an ETag, exactly that version: a blob
         replaced meanwhile raises ChangedError rather than mixing two versions' bytes."""
@@ -339,6 +397,7 @@ class AdlsStorage:
             self._hns = bool(info.get("is_hns_enabled")) and self._datalake is not None
         return self._hns
 
+    @_guarded
     def rename(self, source: str, key: str, *, conflict: Conflict, etag: str | None) -> Put | None:
         """Move a blob within this account by the Data Lake API's atomic rename: no bytes travel, and the
         source version (ETag) and a free destination (If-None-Match: *) are conditions of the one request.
@@ -430,7 +489,7 @@ def _raise(exc: AzureError, what: str) -> NoReturn:
     if isinstance(exc, ClientAuthenticationError):
         error = PermanentError(f"{what}: access denied ({_code(exc)}); check the storage's credential")
     elif isinstance(exc, (ServiceRequestError, ServiceResponseError)):
-        error = TransientError(f"{what}: the service cannot be reached ({type(exc).__name__})")
+        error = UnreachableError(f"{what}: the service cannot be reached ({type(exc).__name__})")
     elif isinstance(exc, HttpResponseError):
         status = exc.status_code or 0
         if status >= 500 or status in (408, 429):
@@ -440,7 +499,7 @@ def _raise(exc: AzureError, what: str) -> NoReturn:
         else:
             error = PermanentError(f"{what}: refused with {status} ({_code(exc)})")
     else:
-        error = TransientError(f"{what}: {type(exc).__name__}")
+        error = UnreachableError(f"{what}: {type(exc).__name__}")
     raise error from None
 
 
