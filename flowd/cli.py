@@ -376,6 +376,13 @@ def cmd_retry(args: argparse.Namespace) -> int:
     queue = JobQueue(db)
     retried = 0
     for row in rows:
+        if row.hotfolder.startswith("@"):  # a stored asset stays where it is: its job simply runs again
+            with db.write() as conn:
+                conn.execute(update(jobs).where(jobs.c.id == row.id, jobs.c.state == "quarantined").values(
+                    state="queued", status=None, fate=None, error=None, not_before=None, updated=time.time()))
+            retried += 1
+            print(f"job {row.id}: {row.hotfolder}/{row.relpath} re-queued")
+            continue
         folder = folders.get(row.hotfolder)
         relpath = bytes(row.relpath_raw).decode("utf-8", "surrogateescape")
         if folder is None:

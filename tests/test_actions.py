@@ -117,6 +117,35 @@ def test_delete_removes_the_source_and_stores_nothing(site: Site) -> None:
     assert actions_of(trace, "drop-temp-files")[0]["outcome"] == "source removal requested"
 
 
+def test_delete_target_removes_another_stored_file_but_never_outside_its_root(site: Site, tmp_path: Path) -> None:
+    """`delete: {target: ...}` removes a rendition (already gone is fine); a symlinked folder planted in the
+    storage cannot carry the delete outside it."""
+    site.configure(hotfolders=[{"after": "keep"}])
+    site.rules("""
+        rules:
+          - name: withdraw
+            if: [{name: "*.withdraw"}]
+            do:
+              - delete: {target: "lake:web/{stem}.jpg"}
+    """)
+    (site.lake / "web").mkdir(parents=True)
+    (site.lake / "web" / "story.jpg").write_bytes(JPEG)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.jpg").write_bytes(b"not flowd's")
+    (site.lake / "web" / "escape").symlink_to(outside)
+    site.start()
+    site.drop("story.withdraw", b"")
+    site.drop("never-was.withdraw", b"")
+    site.drop("escape/secret.withdraw", b"")
+    site.settled(3)
+    assert not (site.lake / "web" / "story.jpg").exists()
+    assert actions_of(trace_of(site, "story.withdraw"), "withdraw")[0]["outcome"] == "deleted"
+    assert actions_of(trace_of(site, "never-was.withdraw"), "withdraw")[0]["outcome"] == "already gone"
+    assert (outside / "secret.jpg").read_bytes() == b"not flowd's"
+    assert trace_of(site, "escape/secret.withdraw")["status"] == "finished", "{stem} is a name, not a path"
+
+
 # -- quarantine ------------------------------------------------------------------------------------------
 def test_quarantine_sends_the_source_to_errors_with_a_note_and_stops_the_later_rules(site: Site) -> None:
     site.rules("""

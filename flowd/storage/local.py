@@ -238,12 +238,18 @@ class LocalStorage:
         return self._path(key).read_bytes()
 
     def delete(self, key: str) -> bool:
+        path = self._path(key)
+        # A symlinked folder planted inside the storage must not carry a delete outside its root.
+        if not Path(os.path.realpath(path.parent)).is_relative_to(Path(os.path.realpath(self.root))):
+            raise PathEscapeError(f"{path} resolves outside the storage root {self.root}")
         try:
-            self._path(key).unlink()
+            path.unlink()
             self._dirty = True
             return True
         except FileNotFoundError:
             return False
+        except OSError as exc:
+            raise _classify(exc, f"cannot delete {path}") from None
 
     def list(self, prefix: str = "") -> Iterator[str]:
         base = self.root / clean_key(prefix, allow_empty=True) if prefix else self.root
