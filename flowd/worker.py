@@ -27,7 +27,7 @@ from flowd.actions.webhook import post_json
 from flowd.asset import Asset
 from flowd.context import RunContext
 from flowd.engine import Outcome
-from flowd.errors import PermanentError, StepError, TransientError
+from flowd.errors import StepError
 from flowd.hotfolder import Folder, apply_fate, same_file
 from flowd.imaging.complete import truncation
 from flowd.queue import Claimed, Finished, JobQueue, backoff
@@ -293,15 +293,8 @@ class Processor:
                     f.error = json.dumps({**(error or {}), "quarantined": done.removeprefix("quarantined to ")})
                 logger.warning("quarantined {}/{}: {}", folder.name, f.job.relpath, (error or {}).get("reason"))
             logger.debug("job {} {}: source {}", f.job.id, f.status, done)
-        except TransientError as exc:
-            delay = backoff(f.job.attempts, rt.config.settings.flowd.retry_base_seconds,
-                            rt.config.settings.flowd.retry_max_seconds)
-            logger.warning("job {}: {}; retrying in {:.1f}s", f.job.id, exc, delay)
-            f.state, f.retry_at, f.error = "waiting", time.time() + delay, str(exc)
-        except PermanentError as exc:
-            # The source stays where it is; the job is marked so a person sees it in `flowd status`.
-            logger.error("job {}: {}", f.job.id, exc)
-            f.state, f.status, f.error = "quarantined", "quarantined", json.dumps({"reason": str(exc), "job": f.job.id})
+        except StepError as exc:
+            self._fate_failed(rt, f, exc)
 
     def _finalise_stored(self, rt: Runtime, f: Finished) -> None:
         source = rt.sources.get(f.job.hotfolder)
@@ -316,12 +309,17 @@ class Processor:
             with self.lane.released():
                 done = apply_blob_fate(storage, f.job.relpath, f.job.version, f.fate)
             logger.debug("job {} {}: source {}", f.job.id, f.status, done)
-        except TransientError as exc:
+        except StepError as exc:
+            self._fate_failed(rt, f, exc)
+
+    def _fate_failed(self, rt: Runtime, f: Finished, exc: StepError) -> None:
+        if exc.transient:
             delay = backoff(f.job.attempts, rt.config.settings.flowd.retry_base_seconds,
                             rt.config.settings.flowd.retry_max_seconds)
             logger.warning("job {}: {}; retrying in {:.1f}s", f.job.id, exc, delay)
             f.state, f.retry_at, f.error = "waiting", time.time() + delay, str(exc)
-        except PermanentError as exc:
+        else:
+            # The source stays where it is; the job is marked so a person sees it in `flowd status`.
             logger.error("job {}: {}", f.job.id, exc)
             f.state, f.status, f.error = "quarantined", "quarantined", json.dumps({"reason": str(exc), "job": f.job.id})
 

@@ -8,9 +8,11 @@ from pydantic import BaseModel, ValidationError
 
 from flowd.action import Step
 from flowd.asset import Asset
+from flowd.context import RunContext
 from flowd.errors import PathEscapeError, PermanentError
 from flowd.parse import Loc, Parser
 from flowd.placeholders import resolve
+from flowd.storage.base import Storage
 from flowd.target import Target, TargetError, parse_target
 from flowd.template import Template
 from flowd.validation import problems
@@ -50,3 +52,13 @@ def render(template: Template, asset: Asset, step: Step, path: bool = False) -> 
         return template.render(lambda field: resolve(field, asset, step.id, path))
     except (ValueError, OSError, KeyError) as exc:
         raise PermanentError(f"cannot render {template.source!r}: {exc}") from None
+
+
+def target_storage(ctx: RunContext, target: Target, tenant: str) -> Storage:
+    """The storage a rendered target names, if this tenant may use it."""
+    storage = ctx.storages.get(target.storage)
+    if storage is None:
+        raise PermanentError(f"no storage named '{target.storage}'")
+    if storage.tenants is not None and tenant not in storage.tenants:
+        raise PermanentError(f"storage '{target.storage}' is not open to tenant '{tenant}'")
+    return storage

@@ -9,10 +9,9 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from flowd.action import Result, Step
-from flowd.actions.common import render_target, validate
+from flowd.actions.common import render_target, target_storage, validate
 from flowd.asset import Asset
 from flowd.context import RunContext
-from flowd.errors import PermanentError
 from flowd.parse import Loc, Parser
 from flowd.template import Template
 
@@ -44,11 +43,7 @@ class DeleteTarget:
 
     def run(self, asset: Asset, ctx: RunContext, step: Step) -> Result:
         target = render_target(self.target, asset, step)
-        storage = ctx.storages.get(target.storage)
-        if storage is None:
-            raise PermanentError(f"no storage named '{target.storage}'")
-        if storage.tenants is not None and asset.tenant not in storage.tenants:
-            raise PermanentError(f"storage '{target.storage}' is not open to tenant '{asset.tenant}'")
+        storage = target_storage(ctx, target, asset.tenant)
         if ctx.simulate:
             outcome = "would delete" if storage.exists(target.key) else "nothing to delete"
         elif storage.remote:
