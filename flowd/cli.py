@@ -104,8 +104,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     from flowd.runtime import load_runtime
 
     rt = load_runtime(args.config)
+    streams = len(rt.config.settings.events)
     print(f"{args.config}: OK ({len(rt.folders)} hot folder(s), {len(rt.storages)} storage(s), "
-          f"{len(rt.rules.rules)} rule(s) in {len(rt.rules.files)} file(s))")
+          + (f"{streams} events stream(s), " if streams else "")
+          + f"{len(rt.rules.rules)} rule(s) in {len(rt.rules.files)} file(s))")
     return 0
 
 

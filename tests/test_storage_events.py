@@ -336,3 +336,33 @@ def test_a_quarantined_blob_stays_in_place_and_retry_runs_it_again(site: EventSi
     assert result.returncode == 0, result.stderr
     wait_for(lambda: site.states() == {"done": 1}, 30, message="the retried job done")
     assert lake.read("published/q.jpg") == data and lake.names("queue-in") == []
+
+
+@pytest.mark.parametrize(("extra", "rules", "expected"), [
+    ('[events.e]\nkind = "azure_queue"\nstorage = "nowhere"\nqueue = "flowd-events"\n', "",
+     ["flowd.toml:", "events.e.storage", "no storage named 'nowhere'", "cloud, lake"]),
+    ('[events.e]\nkind = "azure_queue"\nstorage = "lake"\nqueue = "flowd-events"\n', "",
+     ["events.e.storage", "storage 'lake' is kind 'local'", "cloud"]),
+    ('[events.e]\nkind = "azure_queue"\nstorage = "cloud"\nqueue = "Flowd_Events"\n', "",
+     ["events.e.queue", "3-63 lowercase letters"]),
+    ('[events.e]\nkind = "azure_queue"\nstorage = "cloud"\nqueue = "flowd-events"\nconnection_string_env = "UNSET_X"\n',
+     "", ["events.e.connection_string_env", "UNSET_X is not set"]),
+    ('[events.e]\nkind = "kafka"\nstorage = "cloud"\nqueue = "flowd-events"\n', "", ["events.e.kind", "azure_queue"]),
+    ("", "rules:\n  - name: r\n    on: [{storage_events: nope}]\n    do: [{delete: {}}]\n",
+     ["rules.yaml:3", "rules.0.on.0.storage_events", "no [events.NAME] stream"]),
+    ('[events.e]\nkind = "azure_queue"\nstorage = "cloud"\nqueue = "flowd-events"\n',
+     "rules:\n  - name: r\n    on: [{storage_events: e, events: [created, renamed]}]\n    do: [{delete: {}}]\n",
+     ["rules.0.on.0.events", "created, deleted"]),
+    ('[events.e]\nkind = "azure_queue"\nstorage = "cloud"\nqueue = "flowd-events"\n',
+     "rules:\n  - name: r\n    on: [{storage_events: e}]\n    do: [{store: {to: \"{output}/x\"}}]\n",
+     ["uses {output} but events stream 'e' has no output"]),
+])
+def test_bad_events_config_is_one_clear_error(site: EventSite, extra: str, rules: str, expected: list[str]) -> None:
+    site.configure(extra='[storage.cloud]\nkind = "adls"\nconnection_string_env = "FLOWD_TEST_CLOUD"\n' + extra)
+    site.env["FLOWD_TEST_CLOUD"] = "UseDevelopmentStorage=true"
+    site.env.pop("UNSET_X", None)
+    site.rules(rules or "rules: []\n")
+    result = site.cli("check")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    for text in expected:
+        assert text in result.stderr, result.stderr
