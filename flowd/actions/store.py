@@ -58,16 +58,18 @@ class Store:
             put = renamed
             record["renamed"] = True  # one atomic server-side rename: no bytes travelled
         elif storage.remote:
-            sha = asset.sha256()  # hashed here, in the lane, so the upload itself needs no CPU turn
             info = {"flowd_source": _source(asset), "flowd_rule": step.rule, "flowd_tenant": asset.tenant,
                     "flowd_job": str(asset.job_id)}
             replaces = origin.version if in_place and origin is not None else None
             if replaces is not None and self.conflict is not Conflict.OVERWRITE:
                 raise PermanentError(f"{target} is the asset itself: writing it back in place needs "
                                      "conflict: overwrite (the write is refused if the blob changed meanwhile)")
+            path = asset.path  # resolved in the lane (a stored asset may download its bytes here)
             with ctx.released():  # a network upload: other workers compute meanwhile
-                put = storage.put_file(target.key, asset.path, conflict=self.conflict, token=step.token,
-                                       sha256=lambda: sha, info=info, replaces=replaces)
+                # The upload hashes the bytes as it reads them; asset.sha256 (a second read of the file)
+                # runs only if a comparison needs the hash first (skip_identical finding a blob there).
+                put = storage.put_file(target.key, path, conflict=self.conflict, token=step.token,
+                                       sha256=asset.sha256, info=info, replaces=replaces)
             if replaces is not None:
                 record["in_place"] = True
         elif asset.content is not None:

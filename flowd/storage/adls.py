@@ -10,6 +10,7 @@ token and content hash as metadata, so a retried step recognises its own earlier
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import mimetypes
@@ -17,9 +18,11 @@ import os
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
+from typing import Any, BinaryIO, Concatenate, NoReturn, ParamSpec, TypeVar
 from urllib.parse import quote, urlsplit
 
 from azure.core import MatchConditions
@@ -28,11 +31,12 @@ from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
     ResourceExistsError,
+    ResourceModifiedError,
     ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
+from azure.storage.blob import BlobBlock, BlobClient, BlobServiceClient, ContainerClient, ContentSettings
 
 from flowd.errors import ChangedError, ConflictError, PathEscapeError, PermanentError, StepError, TransientError
 from flowd.storage.base import BlobInfo, Conflict, Put, incremented
@@ -107,6 +111,20 @@ def client_options(block_size: int, *, retries: int = 3, backoff: float = 1) -> 
             "max_block_size": block_size, "max_single_put_size": block_size}
 
 
+class _Digest:
+    """A file's sha256: taken from the bytes as they are uploaded, or from the caller's callable when a
+    comparison needs it before any upload (asked once)."""
+
+    def __init__(self, compute: Callable[[], str]) -> None:
+        self._compute = compute
+        self.value: str | None = None
+
+    def __call__(self) -> str:
+        if self.value is None:
+            self.value = self._compute()
+        return self.value
+
+
 class AdlsStorage:
     remote = True
     def __init__(self, name: str, client: BlobServiceClient, *, container: str | None = None,
@@ -122,8 +140,13 @@ class AdlsStorage:
         self.container = container
         self.create_containers = create_containers
         self.max_concurrency = max_concurrency
+        # The sizes client_options set: one request up to a block, blocks of block_size above that.
+        config = getattr(client, "_config", None)
+        self._block = int(getattr(config, "max_block_size", 4 * 2**20))
+        self._single_put = int(getattr(config, "max_single_put_size", self._block))
         self.host = urlsplit(client.url).netloc  # what messages may show: never a key or a SAS token
         self._ready: set[str] = set()
+        self._clients: dict[str, ContainerClient] = {}
         self.breaker = Breaker()
         self._lock = threading.Lock()
         if container is not None:
@@ -144,10 +167,12 @@ class AdlsStorage:
         return container, blob
 
     def _container(self, container: str) -> ContainerClient:
-        """The container, created on first use if allowed; known ones are not asked about again."""
-        client = self.client.get_container_client(container)
-        if container in self._ready:
+        """The container, created on first use if allowed; known ones are not asked about again (and their
+        client is kept: building one costs more CPU than sending a small file's request)."""
+        client = self._clients.get(container)
+        if client is not None and container in self._ready:
             return client
+        client = self.client.get_container_client(container)
         where = f"{self.name}: container '{container}' on {self.host}"
         try:
             if not client.exists():
@@ -162,6 +187,7 @@ class AdlsStorage:
             _raise(exc, where)
         with self._lock:
             self._ready.add(container)
+            self._clients[container] = client
         return client
 
     # -- writes --------------------------------------------------------------------------------------
@@ -171,10 +197,12 @@ class AdlsStorage:
                  replaces: str | None = None) -> Put:
         container, _ = self._split(key)
         client = self._container(container)
-        digest = sha256()
-        tags = {**describe(info or {}), SHA_KEY: digest, STEP_KEY: token}
+        # The hash goes into the blob's metadata, computed from the very bytes uploaded as they are read;
+        # `sha256` is asked only when a comparison comes before any upload (skip_identical looks first).
+        digest = _Digest(sha256)
+        tags = {**describe(info or {}), STEP_KEY: token}
         if replaces is not None:
-            return self._replace(client, key, source, tags, replaces)
+            return self._replace(client, key, source, tags, replaces, digest)
         n, races = 0, 0
         while n < _MAX_INCREMENT:
             candidate = key if n == 0 else incremented(key, n)
@@ -190,7 +218,7 @@ class AdlsStorage:
                     n += 1
                     continue
             try:
-                self._upload(client, blob, source, tags, overwrite=conflict is Conflict.OVERWRITE)
+                self._upload(client, blob, source, tags, digest, overwrite=conflict is Conflict.OVERWRITE)
                 return Put(candidate, "written")
             except ResourceExistsError:
                 # The name is taken (by us in an earlier attempt, by identical bytes, or by another writer).
@@ -214,14 +242,15 @@ class AdlsStorage:
                 _raise(exc, f"{self.name}: cannot write {candidate} on {self.host}")
         raise ConflictError(f"more than {_MAX_INCREMENT} names taken for {self.name}:{key}")
 
-    def _replace(self, client: ContainerClient, key: str, source: Path, meta: dict[str, str], etag: str) -> Put:
+    def _replace(self, client: ContainerClient, key: str, source: Path, meta: dict[str, str], etag: str,
+                 digest: _Digest) -> Put:
         """An in-place edit: overwrite the very version that was read (If-Match), never a newer one."""
         blob = self._split(key)[1]
         current = self._metadata(client, key, blob)
         if current is not None and current.get(STEP_KEY) == meta[STEP_KEY]:
             return Put(key, "already")  # this step's own earlier write (its ETag is new, so If-Match fails)
         try:
-            self._upload(client, blob, source, meta, overwrite=True, etag=etag)
+            self._upload(client, blob, source, meta, digest, overwrite=True, etag=etag)
         except ResourceNotFoundError:
             raise ChangedError(f"{self.name}:{key} was deleted while it was being processed") from None
         except HttpResponseError as exc:
@@ -233,20 +262,72 @@ class AdlsStorage:
             _raise(exc, f"{self.name}: cannot write {key} on {self.host}")
         return Put(key, "written")
 
-    def _upload(self, client: ContainerClient, blob: str, source: Path, meta: dict[str, str],
+    def _upload(self, client: ContainerClient, blob: str, source: Path, meta: dict[str, str], digest: _Digest,
                 overwrite: bool, etag: str | None = None) -> None:
+        """Write the file as one request (up to one block) or as blocks staged in parallel and committed at
+        once; either way the hash of the bytes read is in the metadata of the one request that creates the
+        blob, and that request carries the conditions (If-None-Match: * unless overwriting; If-Match etag)."""
         kind, _ = mimetypes.guess_type(blob)
         settings = ContentSettings(content_type=kind or "application/octet-stream")
+        conditions: dict[str, Any] = ({"etag": etag, "match_condition": MatchConditions.IfNotModified}
+                                      if etag is not None else
+                                      {} if overwrite else {"match_condition": MatchConditions.IfMissing})
+        target = client.get_blob_client(blob)
         try:
             fh = open(source, "rb")  # streamed block by block, never read whole
         except OSError as exc:
             raise TransientError(f"cannot read {source}: {exc.strerror}") from None
-        with fh:
-            length = os.fstat(fh.fileno()).st_size
-            conditions: dict[str, Any] = ({"etag": etag, "match_condition": MatchConditions.IfNotModified}
-                                          if etag is not None else {})
-            client.upload_blob(blob, fh, length=length, overwrite=overwrite, max_concurrency=self.max_concurrency,
-                               content_settings=settings, metadata=meta, **conditions)
+        try:
+            with fh:
+                length = os.fstat(fh.fileno()).st_size
+                if length <= self._single_put:
+                    data = _read(fh, length, source)
+                    digest.value = hashlib.sha256(data).hexdigest()
+                    target.upload_blob(data, length=len(data), blob_type="BlockBlob", overwrite=overwrite,
+                                       content_settings=settings, metadata={**meta, SHA_KEY: digest.value},
+                                       **conditions)
+                    return
+                blocks = self._stage(target, fh, source, digest)
+            target.commit_block_list(blocks, content_settings=settings, metadata={**meta, SHA_KEY: digest()},
+                                     **conditions)
+        except ResourceModifiedError as exc:
+            if etag is None and not overwrite:
+                raise ResourceExistsError(message="the blob already exists", response=exc.response) from None
+            raise
+
+    def _stage(self, target: BlobClient, fh: BinaryIO, source: Path, digest: _Digest) -> list[BlobBlock]:
+        """Read the file in blocks, hashing each as it passes, and stage them on `max_concurrency` threads
+        with at most one more block read ahead (memory stays at a few blocks, whatever the file's size).
+        Block ids carry a prefix of this attempt's own: a retried or concurrent upload of the same name
+        never commits another attempt's blocks."""
+        prefix = uuid.uuid4().hex
+        h = hashlib.sha256()
+        blocks: list[BlobBlock] = []
+        workers = max(1, self.max_concurrency)
+        with ThreadPoolExecutor(workers, thread_name_prefix="flowd-upload") as pool:
+            pending: set[Future[Any]] = set()
+            try:
+                while True:
+                    data = _read(fh, self._block, source)  # read ahead while all workers are busy
+                    if not data:
+                        break
+                    if len(pending) >= workers:
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for f in done:
+                            f.result()
+                    block = base64.b64encode(f"{prefix}-{len(blocks):06d}".encode()).decode()
+                    blocks.append(BlobBlock(block))
+                    pending.add(pool.submit(target.stage_block, block, data, length=len(data)))
+                    h.update(data)  # while the block travels (bytes are immutable: safe to share)
+                    del data
+                for f in pending:
+                    f.result()
+            except BaseException:
+                for f in pending:
+                    f.cancel()
+                raise
+        digest.value = h.hexdigest()
+        return blocks
 
     def _metadata(self, client: ContainerClient, key: str, blob: str) -> dict[str, str] | None:
         """The blob's metadata, or None when the name is free."""
@@ -258,7 +339,7 @@ class AdlsStorage:
             _raise(exc, f"{self.name}: cannot read {key} on {self.host}")
 
     def _decide(self, client: ContainerClient, key: str, blob: str, meta: dict[str, str], conflict: Conflict,
-                token: str, digest: str) -> Put | None:
+                token: str, digest: Callable[[], str]) -> Put | None:
         """The key is taken: our own earlier write, identical bytes, or a conflict. None: try the next name."""
         if meta.get(STEP_KEY) == token:
             return Put(key, "already")
@@ -271,9 +352,9 @@ class AdlsStorage:
             + (" with different content" if conflict is Conflict.SKIP_IDENTICAL else "")
             + f" and the conflict policy is '{conflict.value}' (use conflict: increment, overwrite or skip_identical)")
 
-    def _same(self, client: ContainerClient, blob: str, meta: dict[str, str], digest: str) -> bool:
+    def _same(self, client: ContainerClient, blob: str, meta: dict[str, str], digest: Callable[[], str]) -> bool:
         if SHA_KEY in meta:
-            return meta[SHA_KEY] == digest
+            return meta[SHA_KEY] == digest()
         # Not written by flowd: hash its bytes as they stream past.
         h = hashlib.sha256()
         try:
@@ -281,7 +362,7 @@ class AdlsStorage:
                 h.update(chunk)
         except AzureError as exc:
             _raise(exc, f"{self.name}: cannot read {blob} on {self.host}")
-        return h.hexdigest() == digest
+        return h.hexdigest() == digest()
 
     @_guarded
     def plan(self, key: str, conflict: Conflict, sha256: Callable[[], str]) -> Put:
@@ -295,7 +376,7 @@ class AdlsStorage:
                 return Put(candidate, "written")  # also when the container itself is missing
             if conflict is Conflict.OVERWRITE:
                 return Put(candidate, "written")
-            if conflict is Conflict.SKIP_IDENTICAL and self._same(client, blob, meta, sha256()):
+            if conflict is Conflict.SKIP_IDENTICAL and self._same(client, blob, meta, sha256):
                 return Put(candidate, "skipped")
             if conflict is not Conflict.INCREMENT:
                 raise ConflictError(f"target {self.name}:{candidate} exists and the conflict policy is "
@@ -473,6 +554,14 @@ class AdlsStorage:
             return
         except AzureError as exc:
             _raise(exc, f"{self.name}: cannot list {shown}{folder} on {self.host}")
+
+
+def _read(fh: BinaryIO, size: int, source: Path) -> bytes:
+    """Up to `size` bytes (fewer only at the end of the file)."""
+    try:
+        return fh.read(size)
+    except OSError as exc:
+        raise TransientError(f"cannot read {source}: {exc.strerror}") from None
 
 
 def _check_container(name: str) -> None:
