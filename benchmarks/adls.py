@@ -4,9 +4,12 @@
     .venv/bin/python benchmarks/adls.py                                  # 1 GiB + 2,000 x 100 KiB, rewrites README.md
     .venv/bin/python benchmarks/adls.py --big-mib 64 --small 200 --no-readme   # a quick iteration
 
-One Azurite (blob service only, in memory; node_modules/.bin/azurite-blob, `make test` installs it) on a
-free loopback port for the whole run. Its own memory grows with what is uploaded: only the contenders'
-processes are measured, never Azurite's.
+A fresh Azurite (blob service only, in memory; node_modules/.bin/azurite-blob, `make test` installs it)
+on a free loopback port for each contender's run, started before and stopped after it (neither timed).
+One Azurite for the whole run made every upload slower than the one before it (the same SDK upload of
+1 GiB took 4.7 s, then 6.2 s, then 7.3 s in one Azurite, its containers deleted in between), which
+penalised whichever contender ran later. Azurite's own memory grows with what is uploaded: only the
+contenders' processes are measured, never Azurite's.
 
 Inputs, cached in benchmarks/work/adls/inputs/ (a folder per size): one big file of random bytes (one
 8 MiB os.urandom block written over and over, each copy stamped with its index, so no two blocks are
@@ -39,8 +42,9 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -305,7 +309,18 @@ class Case:
         return next((r for r in self.runs if r.name == "flowd"), None)
 
 
-def bench_case(case: Case, rounds: int, conn: str, service: object) -> None:
+@contextmanager
+def fresh_azurite(site: Path) -> Iterator[tuple[str, object]]:
+    """A new, empty Azurite for one contender's run: (connection string, a BlobServiceClient for the checks)."""
+    import azurite as emulator
+    from azure.storage.blob import BlobServiceClient
+
+    site.mkdir(parents=True, exist_ok=True)
+    with emulator.running(site) as az:
+        yield az.connection_string, BlobServiceClient.from_connection_string(az.connection_string)
+
+
+def bench_case(case: Case, rounds: int) -> None:
     contenders = [("SDK direct, sequential", 1)]
     if case.key == "small":
         contenders.append((f"SDK direct, {WORKERS} threads", WORKERS))
@@ -315,11 +330,13 @@ def bench_case(case: Case, rounds: int, conn: str, service: object) -> None:
         base = RUNS / f"{case.key}-{n}"
         for i, (name, threads) in enumerate(contenders):
             print(f"running {name} ...", flush=True)
-            r = run_sdk(name, case.files, case.root, f"sdk{i}-{case.key}-{n}", threads, base / f"sdk{i}", conn,
-                        service)
+            with fresh_azurite(base / f"azurite-sdk{i}") as (conn, service):
+                r = run_sdk(name, case.files, case.root, f"sdk{i}-{case.key}-{n}", threads, base / f"sdk{i}", conn,
+                            service)
             by_name.setdefault(name, []).append(finish(r, case.total if case.key == "big" else None))
         print("running flowd ...", flush=True)
-        r = run_flowd(case.files, case.root, f"flowd-{case.key}-{n}", base / "flowd", conn, service)
+        with fresh_azurite(base / "azurite-flowd") as (conn, service):
+            r = run_flowd(case.files, case.root, f"flowd-{case.key}-{n}", base / "flowd", conn, service)
         by_name.setdefault("flowd", []).append(finish(r, case.total if case.key == "big" else None))
         shutil.rmtree(base, ignore_errors=True)
     case.runs = [median_run(rs) for rs in by_name.values()]
@@ -366,7 +383,9 @@ def results_markdown(args: argparse.Namespace, cases: list[Case], info: dict[str
     parts = [f"Run {info['date']} on flowd {info['code']} with `{cmd}`.", "",
              f"Machine: {info['cpu']}, {info['memory']} RAM, {info['os']}, {info['filesystem']} under "
              f"benchmarks/work; {info['python']}; {info.get('tools', '?')}; {info['load']} at the end. "
-             "Azurite (blob, in memory) runs on the same machine and shares its cores; its own memory is not "
+             "Azurite (blob, in memory) runs on the same machine and shares its cores; each contender's run "
+             "gets a fresh one (in one shared Azurite every upload was slower than the one before it, which "
+             "penalised whoever ran later); its own memory is not "
              f"counted. Peak RSS is measured from a small helper process (floor: {info.get('rss_floor', '?')}, "
              "what `/bin/true` measures).", ""]
     for case in cases:
@@ -431,8 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT / "tests"))
     import azurite as emulator
     try:
+        import azure.storage.blob  # noqa: F401
         import psutil  # noqa: F401
-        from azure.storage.blob import BlobServiceClient
     except ImportError as exc:
         raise SystemExit(f"adls.py: {exc}: install the dev extras into the venv (azure-storage-blob, psutil)") from None
     if not emulator.available():
@@ -449,12 +468,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(RUNS)
     RUNS.mkdir(parents=True)
     try:
-        with ExitStack() as stack:
-            az = stack.enter_context(emulator.running(RUNS))
-            print(f"Azurite on port {az.port} (pid {az.pid})", flush=True)
-            service = BlobServiceClient.from_connection_string(az.connection_string)
-            for case in cases:
-                bench_case(case, args.rounds, az.connection_string, service)
+        for case in cases:
+            bench_case(case, args.rounds)
         info = machine_info()
         info["tools"] = tool_versions()
         log = RUNS / "true.log"
