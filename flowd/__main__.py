@@ -1,3 +1,3 @@
-from flowd.cli import main
+from flowd.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -25,6 +25,19 @@ from flowd.errors import AlreadyRunningError, ConfigErrors, FlowdError
 from flowd.report import render_trace, when
 
 DEFAULT_CONFIG = os.environ.get("FLOWD_CONFIG", "config.example.toml")
+_daemon_done = False  # set once `flowd run` has shut down cleanly
+
+
+def entry() -> None:
+    """The `flowd` program. Once `flowd run` has shut down cleanly (jobs finished, database closed,
+    threads joined), the interpreter's teardown of its ~600 modules is skipped: it took 0.2-0.4 s and
+    does nothing a finished daemon needs (measured with `flowd run --until-idle` on an empty folder)."""
+    code = main()
+    if _daemon_done:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise SystemExit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,9 +108,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flowd.config import load_config
     from flowd.daemon import Daemon
 
+    global _daemon_done
     config = load_config(args.config)
     log.setup(config.settings.flowd.log_level, args.log_format)
-    return Daemon(args.config, until_idle=args.until_idle).run()
+    code = Daemon(args.config, until_idle=args.until_idle).run()
+    _daemon_done = True
+    return code
 
 
 def cmd_check(args: argparse.Namespace) -> int:
