@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import getpass
 import os
@@ -20,6 +21,7 @@ from loguru import logger
 from sqlalchemy import func, insert, select
 
 from flowd.db import Database, audit, jobs
+from flowd.engine import Engine
 from flowd.errors import AlreadyRunningError, ConfigErrors
 from flowd.hotfolder import Folder
 from flowd.notify import sd_notify, watchdog_interval
@@ -53,7 +55,9 @@ class Daemon:
         # Work files of jobs a crash interrupted: their jobs redo the work, so nothing here is needed.
         shutil.rmtree(data_dir / "work", ignore_errors=True)
         self.db = Database(runtime.config.database_url)
-        self.runtime = load_runtime(self.config_file, self.db.install_id)
+        # The same config and rules, now with the install id their step tokens carry (read from the
+        # database, which the first load had to locate): built once, not parsed and connected twice.
+        self.runtime = dataclasses.replace(runtime, engine=Engine(runtime.rules, self.db.install_id))
         self.queue = JobQueue(self.db, core.lease_seconds, core.node_name)
         released = self.queue.register_node()
         if released:

@@ -213,6 +213,7 @@ def build_listeners(settings: Any, commit: Commit, wants: frozenset[str]) -> lis
     from azure.storage.queue import QueueClient, QueueServiceClient
 
     from flowd.storage import account_credential
+    from flowd.storage.http import transport
 
     out = []
     for name, spec in settings.events.items():
@@ -220,7 +221,7 @@ def build_listeners(settings: Any, commit: Commit, wants: frozenset[str]) -> lis
         own = any(getattr(spec, k) is not None for k in ("connection_string_env", "account_key_env",
                                                           "sas_token_env", "credential"))
         conn, url, credential = account_credential(spec if own else storage)
-        options: dict[str, Any] = {"retry_total": 2, "connection_timeout": 10}
+        options: dict[str, Any] = {"retry_total": 2, "connection_timeout": 10, "transport": transport()}
         if conn is not None:
             service = QueueServiceClient.from_connection_string(conn, **options)
         else:

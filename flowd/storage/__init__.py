@@ -60,8 +60,9 @@ def _build_adls(name: str, spec: AdlsStorageSpec, tenants: frozenset[str] | None
     from azure.storage.blob import BlobServiceClient
 
     from flowd.storage.adls import AdlsStorage, client_options
+    from flowd.storage.http import transport
 
-    options = client_options(spec.block_size)
+    options = {**client_options(spec.block_size), "transport": transport()}
     conn, url, credential = account_credential(spec)
     if conn is not None:
         client = BlobServiceClient.from_connection_string(conn, **options)

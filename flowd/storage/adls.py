@@ -92,11 +92,12 @@ R = TypeVar("R")
 def _guarded(method: Callable[Concatenate[AdlsStorage, P], R]) -> Callable[Concatenate[AdlsStorage, P], R]:
     @functools.wraps(method)
     def wrapper(self: AdlsStorage, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        self.breaker.check(self.name)
+        self.breaker.check(f"{self.name}: {self.host}")
         try:
             result = method(self, *args, **kwargs)
         except UnreachableError as exc:
-            self.breaker.trip(str(exc).removeprefix(f"{self.name}: "))
+            # Only the cause is kept: the failed request's own key belongs to another job's message.
+            self.breaker.trip(str(exc).rpartition(": ")[2])
             raise
         self.breaker.ok()
         return result
