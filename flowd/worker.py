@@ -148,13 +148,9 @@ class Processor:
         folder = rt.folders.get(job.hotfolder)
         trace = RunTrace(job.id, job.attempts, rt.digest)
         if folder is None:
-            trace.status = "ignored"
-            return Finished(job, "done", "ignored", trace=trace.to_dict(),
-                            error=f"hot folder '{job.hotfolder}' is no longer configured")
-        if job.fate:  # decided by an earlier attempt: only the source's fate is left to apply
-            trace.fate = job.fate
-            return Finished(job, "done", "quarantined" if job.fate == "quarantine" else "finished", fate=job.fate,
-                            trace=None, ruleset=rt.digest)
+            return self._ignored(job, trace, f"hot folder '{job.hotfolder}' is no longer configured")
+        if job.fate:
+            return self._fate_only(rt, job, trace)
         if not same_file(folder.root / job.relpath, job.size, job.mtime_ns, real_dirs):
             gone = not (folder.root / job.relpath).exists()
             trace.status = "vanished" if gone else "superseded"
@@ -175,6 +171,19 @@ class Processor:
             self._unshare(rt, ctx.linked)
         return self._conclude(rt, job, trace, outcome, ctx,
                               folder.fate(outcome.matched, outcome.consumes, outcome.status == "quarantined"))
+
+    @staticmethod
+    def _ignored(job: Claimed, trace: RunTrace, why: str) -> Finished:
+        trace.status = "ignored"
+        return Finished(job, "done", "ignored", trace=trace.to_dict(), error=why)
+
+    @staticmethod
+    def _fate_only(rt: Runtime, job: Claimed, trace: RunTrace) -> Finished:
+        """An earlier attempt decided the fate and journalled every step: only the fate is left to apply."""
+        assert job.fate is not None
+        trace.fate = job.fate
+        return Finished(job, "done", "quarantined" if job.fate == "quarantine" else "finished", fate=job.fate,
+                        trace=None, ruleset=rt.digest)
 
     def _conclude(self, rt: Runtime, job: Claimed, trace: RunTrace, outcome: Outcome, ctx: RunContext,
                   fate: str) -> Finished:
@@ -205,13 +214,9 @@ class Processor:
         trace = RunTrace(job.id, job.attempts, rt.digest)
         storage = blob_storage(rt.storages.get(source.storage)) if source is not None else None
         if source is None or storage is None:
-            trace.status = "ignored"
-            return Finished(job, "done", "ignored", trace=trace.to_dict(),
-                            error=f"events stream '{job.hotfolder[1:]}' is no longer configured")
-        if job.fate:  # decided by an earlier attempt: only the source's fate is left to apply
-            trace.fate = job.fate
-            return Finished(job, "done", "quarantined" if job.fate == "quarantine" else "finished", fate=job.fate,
-                            trace=None, ruleset=rt.digest)
+            return self._ignored(job, trace, f"events stream '{job.hotfolder[1:]}' is no longer configured")
+        if job.fate:
+            return self._fate_only(rt, job, trace)
         info = None
         if source.event == "created":
             try:
