@@ -37,6 +37,10 @@ downloaded has the right sha256; for flowd also every job done/finished, and the
 Timing and memory with run.py's `measure` (spawn to exit; peak RSS the larger of 10 ms psutil samples of
 the process tree and wait4's ru_maxrss), run from a small helper process (`--measure-child`) so this
 script's own high-water mark does not leak into a contender's ru_maxrss (see images.py).
+Each round runs every contender once, in an order that rotates from round to round, and each run's staged
+copies are removed as it ends: with a fixed order and copies kept to the end of the round, flowd (always
+last) measured ~2 s slower per GiB than when the same runs were rotated (the aftermath of the previous
+1 GiB run: freed memory, discarded blocks). --rounds N keeps each contender's median.
 Run folders are under benchmarks/work/adls/runs/, removed at the end unless --keep.
 """
 
@@ -347,26 +351,31 @@ def fresh_azurite(site: Path) -> Iterator[tuple[str, object]]:
 
 
 def bench_case(case: Case, rounds: int) -> None:
-    contenders = [("SDK direct, sequential", 1)]
+    """Every contender once per round, in an order that rotates from round to round: whoever runs right
+    after a 1 GiB run shares the machine with its aftermath (memory given back, blocks discarded), and a
+    fixed order would always hand that to the same contender. Each run's staged copies go as it ends."""
+    contenders: list[tuple[str, str, int]] = [("sdk", "SDK direct, sequential", 1)]
     if case.key == "small":
-        contenders.append((f"SDK direct, {WORKERS} threads", WORKERS))
+        contenders.append(("sdk", f"SDK direct, {WORKERS} threads", WORKERS))
+    contenders += [("flowd", "store", 0), ("flowd", "move", 0)]
     by_name: dict[str, list[Run]] = {}
     for n in range(rounds):
+        order = contenders[n % len(contenders):] + contenders[:n % len(contenders)]
         print(f"-- {case.title} round {n + 1} of {rounds}", flush=True)
         base = RUNS / f"{case.key}-{n}"
-        for i, (name, threads) in enumerate(contenders):
-            print(f"running {name} ...", flush=True)
-            with fresh_azurite(base / f"azurite-sdk{i}") as (conn, service):
-                r = run_sdk(name, case.files, case.root, f"sdk{i}-{case.key}-{n}", threads, base / f"sdk{i}", conn,
-                            service)
-            by_name.setdefault(name, []).append(finish(r, case.total if case.key == "big" else None))
-        for action in ("store", "move"):
-            print(f"running flowd ({action}) ...", flush=True)
-            with fresh_azurite(base / f"azurite-flowd-{action}") as (conn, service):
-                r = run_flowd(case.files, case.root, f"flowd-{action}-{case.key}-{n}", base / f"flowd-{action}",
-                              conn, service, action)
+        for i, (kind, name, threads) in enumerate(order):
+            print(f"running {kind} {name} ...", flush=True)
+            site = base / f"{kind}{i}"
+            with fresh_azurite(base / f"azurite-{i}") as (conn, service):
+                if kind == "sdk":
+                    r = run_sdk(name, case.files, case.root, f"sdk{i}-{case.key}-{n}", threads, site, conn, service)
+                else:
+                    r = run_flowd(case.files, case.root, f"flowd-{name}-{case.key}-{n}", site, conn, service, name)
             by_name.setdefault(r.name, []).append(finish(r, case.total if case.key == "big" else None))
+            shutil.rmtree(site, ignore_errors=True)
         shutil.rmtree(base, ignore_errors=True)
+    order_of = [c[1] if c[0] == "sdk" else FLOWD_ROWS[c[1]] for c in contenders]
+    by_name = {k: by_name[k] for k in order_of if k in by_name}  # the table in the usual order
     case.runs = [median_run(rs) for rs in by_name.values()]
 
 
