@@ -416,7 +416,7 @@ def verdicts(cases: list[Case]) -> list[str]:
 
 def results_markdown(args: argparse.Namespace, cases: list[Case], info: dict[str, str]) -> str:
     cmd = f"benchmarks/adls.py --big-mib {args.big_mib} --small {args.small} --small-kib {args.small_kib}" + \
-        (f" --rounds {args.rounds}" if args.rounds != 1 else "")
+        f" --rounds {args.rounds}"
     parts = [f"Run {info['date']} on flowd {info['code']} with `{cmd}`.", "",
              f"Machine: {info['cpu']}, {info['memory']} RAM, {info['os']}, {info['filesystem']} under "
              f"benchmarks/work; {info['python']}; {info.get('tools', '?')}; {info['load']} at the end. "
@@ -478,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--big-mib", type=int, default=1024, help="size of the big file in MiB (default %(default)s)")
     p.add_argument("--small", type=int, default=2000, help="number of small files (default %(default)s)")
     p.add_argument("--small-kib", type=int, default=100, help="size of each small file in KiB (default %(default)s)")
-    p.add_argument("--rounds", type=int, default=1, help="rounds, each contender's median kept (default %(default)s)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds, each contender's median kept (default %(default)s)")
     p.add_argument("--keep", action="store_true", help="keep the run folders in benchmarks/work/adls/runs/")
     p.add_argument("--no-readme", action="store_true", help="do not rewrite the adls section of README.md")
     args = p.parse_args(argv)
