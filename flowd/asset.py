@@ -168,8 +168,7 @@ class Asset:
 
     def format(self) -> str:
         if self.lazy.format is None:
-            with open_source(self.path) as fh:
-                self.lazy.format = sniff(fh.read(SNIFF_BYTES))
+            self.lazy.format = sniff(read_head(self.path, SNIFF_BYTES))
         return self.lazy.format
 
 
@@ -179,6 +178,18 @@ def split_name(name: str) -> tuple[str, str]:
     if dot <= 0:
         return name, ""
     return name[:dot], name[dot:]
+
+
+def read_head(path: Path, size: int) -> bytes:
+    """The first bytes of a source, checked as open_source does, in four system calls instead of seven
+    (a file object's set-up costs as much as the read: every job sniffs its file)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise PermanentError(f"{path} is no longer a regular file")
+        return os.pread(fd, size, 0)  # a regular file: O_NONBLOCK does not apply to its reads
+    finally:
+        os.close(fd)
 
 
 def open_source(path: Path):  # type: ignore[no-untyped-def]

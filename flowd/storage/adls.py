@@ -275,7 +275,8 @@ class AdlsStorage:
                                       {} if overwrite else {"match_condition": MatchConditions.IfMissing})
         target = client.get_blob_client(blob)
         try:
-            fh = open(source, "rb")  # streamed block by block, never read whole
+            # Unbuffered: blocks are read whole into their own bytes objects, so a buffer would only copy.
+            fh = open(source, "rb", buffering=0)  # streamed block by block, never read whole
         except OSError as exc:
             raise TransientError(f"cannot read {source}: {exc.strerror}") from None
         try:
@@ -558,9 +559,20 @@ class AdlsStorage:
 
 
 def _read(fh: BinaryIO, size: int, source: Path) -> bytes:
-    """Up to `size` bytes (fewer only at the end of the file)."""
+    """Up to `size` bytes (fewer only at the end of the file); an unbuffered read may return less."""
     try:
-        return fh.read(size)
+        data = fh.read(size)
+        if len(data) == size or not data:
+            return data
+        parts = [data]
+        got = len(data)
+        while got < size:
+            more = fh.read(size - got)
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
     except OSError as exc:
         raise TransientError(f"cannot read {source}: {exc.strerror}") from None
 
