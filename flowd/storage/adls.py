@@ -252,16 +252,19 @@ class AdlsStorage:
             return Put(key, "already")  # this step's own earlier write (its ETag is new, so If-Match fails)
         try:
             self._upload(client, blob, source, meta, digest, overwrite=True, etag=etag)
-        except ResourceNotFoundError:
-            raise ChangedError(f"{self.name}:{key} was deleted while it was being processed") from None
-        except HttpResponseError as exc:
-            if exc.status_code == 412:
-                raise ChangedError(f"{self.name}:{key} changed while it was being processed; the new version "
-                                   "is left for its own event") from None
-            _raise(exc, f"{self.name}: cannot write {key} on {self.host}")
         except AzureError as exc:
-            _raise(exc, f"{self.name}: cannot write {key} on {self.host}")
+            self._bound_failed(exc, key, "processed", f"{self.name}: cannot write {key} on {self.host}")
         return Put(key, "written")
+
+    def _bound_failed(self, exc: AzureError, key: str, doing: str, what: str) -> NoReturn:
+        """A request bound to one version of `key` (If-Match) failed. Gone or replaced is a ChangedError, which
+        the job's retry settles as vanished or superseded; anything else is classified as every failure is."""
+        if isinstance(exc, ResourceNotFoundError):
+            raise ChangedError(f"{self.name}:{key} was deleted while it was being {doing}") from None
+        if isinstance(exc, HttpResponseError) and exc.status_code == 412:
+            raise ChangedError(f"{self.name}:{key} changed while it was being {doing}; the new version is "
+                               "left for its own job") from None
+        _raise(exc, what)
 
     def _upload(self, client: ContainerClient, blob: str, source: Path, meta: dict[str, str], digest: _Digest,
                 overwrite: bool, etag: str | None = None) -> None:
@@ -456,14 +459,8 @@ class AdlsStorage:
                 stream = self.client.get_blob_client(container, blob).download_blob(
                     max_concurrency=self.max_concurrency, **conditions)
                 stream.readinto(fh)
-        except ResourceNotFoundError:
-            raise ChangedError(f"{self.name}:{key} was deleted before it could be read") from None
-        except HttpResponseError as exc:
-            if exc.status_code == 412:
-                raise ChangedError(f"{self.name}:{key} changed while it was being read") from None
-            _raise(exc, f"{self.name}: cannot read {key} on {self.host}")
         except AzureError as exc:
-            _raise(exc, f"{self.name}: cannot read {key} on {self.host}")
+            self._bound_failed(exc, key, "read", f"{self.name}: cannot read {key} on {self.host}")
         except OSError as exc:
             raise TransientError(f"cannot write the download of {self.name}:{key}: {exc.strerror}") from None
 
@@ -503,19 +500,19 @@ class AdlsStorage:
             try:
                 service.get_file_client(src_container, src_path).rename_file(f"{container}/{path}", **conditions)
                 return Put(candidate, "written")
-            except ResourceExistsError:
+            except AzureError as exc:
+                # The name is taken: a 409, or a 412 on If-None-Match while the source is still the version read.
+                taken = isinstance(exc, ResourceExistsError) or (
+                    isinstance(exc, HttpResponseError) and exc.status_code == 412
+                    and (etag is None or ((info := self.stat(source)) is not None
+                                          and info.etag.strip('"') == etag.strip('"'))))
+                if not taken:
+                    self._bound_failed(exc, source, "moved", f"{self.name}: cannot move {source} to {candidate} "
+                                       f"on {self.host}")
                 if conflict is Conflict.INCREMENT:
                     continue
                 raise ConflictError(f"target {self.name}:{candidate} exists and the conflict policy is "
                                     f"'{conflict.value}' (use conflict: increment or overwrite)") from None
-            except ResourceNotFoundError:
-                raise ChangedError(f"{self.name}:{source} was deleted before it could be moved") from None
-            except HttpResponseError as exc:
-                if exc.status_code == 412:
-                    raise ChangedError(f"{self.name}:{source} changed before it could be moved") from None
-                _raise(exc, f"{self.name}: cannot move {source} to {candidate} on {self.host}")
-            except AzureError as exc:
-                _raise(exc, f"{self.name}: cannot move {source} to {candidate} on {self.host}")
         raise ConflictError(f"more than {_MAX_INCREMENT} names taken for {self.name}:{key}")
 
     def probe(self, timeout: float = 5) -> str | None:
