@@ -208,28 +208,26 @@ class AdlsStorage:
         while n < _MAX_INCREMENT:
             candidate = key if n == 0 else incremented(key, n)
             blob = self._split(candidate)[1]
-            if conflict is Conflict.SKIP_IDENTICAL:
-                # Identical bytes need no upload at all: look first. The other policies upload
-                # conditionally straight away (one request per file) and look only when refused.
-                meta = self._metadata(client, candidate, blob)
-                if meta is not None:
-                    put = self._decide(client, candidate, blob, meta, conflict, token, digest)
-                    if put is not None:
-                        return put
-                    n += 1
-                    continue
+            # Identical bytes need no upload at all, so skip_identical looks first. The other policies upload
+            # conditionally straight away (one request per file) and look only when refused.
+            settled = self._settle(client, candidate, blob, conflict, token, digest) \
+                if conflict is Conflict.SKIP_IDENTICAL else True
+            if settled is False:
+                n += 1
+                continue
+            if settled is not True:
+                return settled
             try:
                 self._upload(client, blob, source, tags, digest, overwrite=conflict is Conflict.OVERWRITE)
                 return Put(candidate, "written")
             except ResourceExistsError:
                 # The name is taken (by us in an earlier attempt, by identical bytes, or by another writer).
-                meta = self._metadata(client, candidate, blob)
-                if meta is not None:
-                    put = self._decide(client, candidate, blob, meta, conflict, token, digest)
-                    if put is not None:
-                        return put
+                settled = self._settle(client, candidate, blob, conflict, token, digest)
+                if settled is False:
                     n += 1
                     continue
+                if settled is not True:
+                    return settled
                 races += 1  # deleted again since the refusal: try the same name once more
                 if races > _MAX_RACES:
                     raise TransientError(f"{self.name}: {candidate} on {self.host} keeps being taken "
@@ -342,6 +340,15 @@ class AdlsStorage:
             return None
         except AzureError as exc:
             _raise(exc, f"{self.name}: cannot read {key} on {self.host}")
+
+    def _settle(self, client: ContainerClient, key: str, blob: str, conflict: Conflict, token: str,
+                digest: _Digest) -> Put | bool:
+        """Look at the name: True when it is free, False to try the next name, or how the write ends."""
+        meta = self._metadata(client, key, blob)
+        if meta is None:
+            return True
+        put = self._decide(client, key, blob, meta, conflict, token, digest)
+        return False if put is None else put
 
     def _decide(self, client: ContainerClient, key: str, blob: str, meta: dict[str, str], conflict: Conflict,
                 token: str, digest: Callable[[], str]) -> Put | None:
