@@ -81,6 +81,7 @@ from run import (  # noqa: E402
     measure_clean,
     median_run,
     tail,
+    write_section,
 )
 
 BASE = WORK / "adls"
@@ -460,14 +461,7 @@ def results_markdown(args: argparse.Namespace, cases: list[Case], info: dict[str
 
 
 def write_readme(body: str, readme: Path = README) -> None:
-    """Replace the text between the adls markers (append the markers at the end if missing)."""
-    section = f"{MARK_START}\n{body}{MARK_END}\n"
-    text = readme.read_text() if readme.exists() else ""
-    a, b = text.find(MARK_START), text.find(MARK_END)
-    if a >= 0 and b > a:
-        readme.write_text(text[:a] + section + text[b + len(MARK_END):].lstrip("\n"))
-    else:
-        readme.write_text(text.rstrip("\n") + ("\n\n" if text else "") + section)
+    write_section(body, MARK_START, MARK_END, readme)
 
 
 def tool_versions() -> str:

@@ -913,15 +913,22 @@ close-to-stored at most 100 ms.
 """
 
 
+def write_section(body: str, start: str, end: str, readme: Path = README, head: str = "") -> None:
+    """Replace the text between one benchmark's markers in README.md; without them, append the section
+    (after `head` when the file does not exist yet). Every benchmark writes only its own section."""
+    section = f"{start}\n{body}{end}\n"
+    text = readme.read_text() if readme.exists() else ""
+    a, b = text.find(start), text.find(end)
+    if a >= 0 and b > a:
+        readme.write_text(text[:a] + section + text[b + len(end):].lstrip("\n"))
+    elif text:
+        readme.write_text(text.rstrip("\n") + "\n\n" + section)
+    else:
+        readme.write_text(head + section)
+
+
 def write_readme(body: str) -> None:
-    section = f"{MARK_START}\n{body}{MARK_END}\n"
-    if README.exists():
-        text = README.read_text()
-        a, b = text.find(MARK_START), text.find(MARK_END)
-        if a >= 0 and b > a:
-            README.write_text(text[:a] + section + text[b + len(MARK_END):].lstrip("\n"))
-            return
-    README.write_text(README_HEAD + section)
+    write_section(body, MARK_START, MARK_END, head=README_HEAD)
 
 
 # -- main -----------------------------------------------------------------------------------------
