@@ -52,6 +52,21 @@ class Origin:
 
 
 @dataclass(frozen=True, slots=True)
+class Upload:
+    """Who delivered an asset over FTP: `{ftp.user}`, `{ftp.group}`, the `ftp:` condition, the trace."""
+
+    protocol: str  # ftp | ftps
+    user: str
+    group: str
+    client: str  # the client's IP address
+    at: float  # when the upload completed (epoch seconds)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"protocol": self.protocol, "user": self.user, "group": self.group, "client": self.client,
+                "at": self.at}
+
+
+@dataclass(frozen=True, slots=True)
 class Asset:
     job_id: int
     tenant: str
@@ -70,6 +85,7 @@ class Asset:
     # An XMP sidecar written by `set_metadata: {to: sidecar}`: stored beside each output as NAME.xmp.
     sidecar: Path | None = None
     origin: Origin | None = None  # set when the asset lives in a storage rather than in a hot folder
+    upload: Upload | None = None  # set when the asset arrived over FTP
     lazy: _Lazy = field(default_factory=_Lazy, compare=False, repr=False)
 
     @property
@@ -119,7 +135,7 @@ class Asset:
         # Spelled out rather than dataclasses.replace(), which costs more than the rest of a rename.
         return Asset(self.job_id, self.tenant, self.hotfolder, self.root, self.source_relpath, self.size,
                      self.mtime_ns, self.detected_at, self.output, name, self.disposable, self.content, self.sidecar,
-                     self.origin, self.lazy)
+                     self.origin, self.upload, self.lazy)
 
     def derived(self, content: Path | None = None, name: str | None = None, sidecar: Path | None = None,
                 metadata: Metadata | None = None) -> Asset:
@@ -131,14 +147,14 @@ class Asset:
             lazy, size = _Lazy(mtime=self.lazy.mtime, metadata=metadata), content.stat().st_size
         return Asset(self.job_id, self.tenant, self.hotfolder, self.root, self.source_relpath, size,
                      self.mtime_ns, self.detected_at, self.output, name or self.name, self.disposable, content,
-                     sidecar or self.sidecar, self.origin, lazy)
+                     sidecar or self.sidecar, self.origin, self.upload, lazy)
 
     def with_metadata(self, metadata: Metadata) -> Asset:
         """A view of this asset whose fields read from `metadata` (a macro's conditions see its edits)."""
         lazy = _Lazy(self.lazy.sha256, self.lazy.format, self.lazy.mtime, metadata, self.lazy.image, self.lazy.local)
         return Asset(self.job_id, self.tenant, self.hotfolder, self.root, self.source_relpath, self.size,
                      self.mtime_ns, self.detected_at, self.output, self.name, self.disposable, self.content,
-                     self.sidecar, self.origin, lazy)
+                     self.sidecar, self.origin, self.upload, lazy)
 
     def metadata(self, table: FieldTable | None = None) -> Metadata:
         """The asset's metadata, read once. A file without readable metadata (a text file, a damaged

@@ -1,4 +1,4 @@
-"""The command line: run | check | simulate | trace | status | retry.
+"""The command line: run | check | simulate | trace | status | retry | ftp-user.
 
 Every user error is one clear message and exit status 1; a traceback means a bug in flowd.
 """
@@ -90,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--hotfolder", help="treat the files as if dropped into this hot folder")
     p.add_argument("--events", help="for STORAGE:container/path: the events stream whose rules to run "
                                     "(default: the one stream of that storage)")
+    p.add_argument("--ftp-user", help="simulate the files as this FTP user's upload (their group's rules, "
+                                      "{ftp.user}, the ftp condition)")
     p.add_argument("--json", action="store_true")
     p = command("trace", cmd_trace, "Show the decision trace of a job or of the jobs of a file.")
     p.add_argument("target", help="a job id, or a path (or file name) of a detected file")
@@ -100,6 +102,14 @@ def _parser() -> argparse.ArgumentParser:
     p = command("retry", cmd_retry, "Re-queue quarantined work (the file goes back into its hot folder).")
     p.add_argument("job", nargs="?", type=int)
     p.add_argument("--all", action="store_true")
+    p = command("ftp-user", cmd_ftp_user, "Manage the FTP server's users: add, passwd, remove, list.")
+    p.add_argument("action", choices=["add", "passwd", "remove", "list"])
+    p.add_argument("name", nargs="?", help="the user name (all actions but list)")
+    p.add_argument("--group", help="add: the [[ftp.groups]] group the user belongs to")
+    p.add_argument("--perm", action="append", choices=["upload", "read", "delete"],
+                   help="add: a permission (repeat for more; default: upload only, a write-only drop box)")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    p.add_argument("--json", action="store_true", help="list: as JSON")
     return parser
 
 
@@ -111,7 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     global _daemon_done
     config = load_config(args.config)
     log.setup(config.settings.flowd.log_level, args.log_format)
-    code = Daemon(args.config, until_idle=args.until_idle).run()
+    code = Daemon(args.config, until_idle=args.until_idle, log_format=args.log_format).run()
     _daemon_done = True
     return code
 
@@ -121,8 +131,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     rt = load_runtime(args.config)
     streams = len(rt.config.settings.events)
-    print(f"{args.config}: OK ({len(rt.folders)} hot folder(s), {len(rt.storages)} storage(s), "
+    ftp = rt.config.settings.ftp
+    print(f"{args.config}: OK ({len(rt.config.settings.hotfolders)} hot folder(s), {len(rt.storages)} storage(s), "
           + (f"{streams} events stream(s), " if streams else "")
+          + (f"FTP on {ftp.listen} with {len(ftp.groups)} group(s), " if ftp else "")
           + f"{len(rt.rules.rules)} rule(s) in {len(rt.rules.files)} file(s))")
     return 0
 
@@ -135,6 +147,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     rt = load_runtime(args.config)
     status = 0
+    upload = _simulated_upload(args, rt) if args.ftp_user else None
+    if args.ftp_user and upload is None:
+        return 1
     for raw in args.paths:
         if _stored_target(raw, rt):
             status |= _simulate_stored(raw, rt, args)
@@ -161,13 +176,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             root, rel = path.parent, path.name
         now = datetime.now()
         asset = Asset(0, folder.spec.tenant, folder.name, root, rel, st.st_size, st.st_mtime_ns, now,
-                      folder.spec.output, path.name)
+                      folder.spec.output, path.name, upload=upload)
         with tempfile.TemporaryDirectory(prefix="flowd-simulate-") as work:
             # Metadata and pixel actions run for real on private copies, so later conditions and
             # placeholders see their results; nothing is written to any storage.
             ctx = RunContext(now=now, storages=rt.storages, simulate=True, post_json=post_json,
                              seen_content=lambda _rule, _sha: None, workdir=Path(work), fields=rt.rules.fields)
-            trace = RunTrace(0, 0, rt.digest)
+            trace = RunTrace(0, 0, rt.digest, upload=upload.to_dict() if upload else None)
             outcome = rt.engine.run(asset, ctx, trace)
         trace.fate = folder.fate(outcome.matched, outcome.consumes, outcome.status == "quarantined") \
             if not outcome.transient else "retry later"
@@ -176,6 +191,26 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         else:
             print(render_trace(trace.to_dict(), f"{raw} (simulated in {folder.name})"))
     return status
+
+
+def _simulated_upload(args: argparse.Namespace, rt: Any) -> Any:
+    """`--ftp-user NAME`: the files are simulated as that user's FTP upload (their group's rules run, the
+    {ftp.*} placeholders and the ftp condition see them), landing where the group's uploads land."""
+    from flowd.asset import Upload
+    from flowd.db import Database
+    from flowd.ftp import users
+    from flowd.hotfolder import ftp_source
+
+    user = users.get(Database(rt.config.database_url), args.ftp_user)
+    groups = {g.name: g for g in rt.config.settings.ftp.groups} if rt.config.settings.ftp else {}
+    if user is None or user.group not in groups:
+        print(f"flowd simulate: no FTP user {args.ftp_user!r}" if user is None else
+              f"flowd simulate: FTP user {args.ftp_user!r} belongs to group {user.group!r}, which is not in the config",
+              file=sys.stderr)
+        return None
+    if not args.hotfolder:
+        args.hotfolder = groups[user.group].hotfolder or ftp_source(user.group)
+    return Upload("ftp", user.name, user.group, "127.0.0.1", time.time())
 
 
 def _stored_target(raw: str, rt: Any) -> bool:
@@ -341,9 +376,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             if entry["kind"] == "storage":  # jobs held up by this storage: their error names it first
                 entry["waiting"] = conn.execute(select(func.count()).select_from(jobs).where(
                     jobs.c.state == "waiting", jobs.c.error.like(f"{entry['name']}:%"))).scalar_one()
+    ftp = _ftp_state(config)
     if args.json:
         print(json.dumps({"states": counts, "outcomes": outcomes, "nodes": [n.node_id for n in alive],
-                          "health": health,
+                          "health": health, "ftp": ftp,
                           "quarantined": [{"job": q.id, "tenant": q.tenant, "file": f"{q.hotfolder}/{q.relpath}",
                                            "error": q.error} for q in quarantined],
                           "waiting": [{"job": w.id, "tenant": w.tenant, "file": f"{w.hotfolder}/{w.relpath}",
@@ -353,6 +389,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     print("queue:  " + ", ".join(f"{s} {counts.get(s, 0)}" for s in ("queued", "claimed", "waiting", "quarantined", "done")))
     if outcomes:
         print("done:   " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items(), key=lambda kv: str(kv[0]))))
+    if ftp is not None:
+        print("ftp:    " + (f"listening on {ftp['host']}:{ftp['port']} ({'FTPS' if ftp['tls'] else 'FTP'}, pid {ftp['pid']})"
+                            if ftp.get("running") else "not running"))
     for entry in health:
         what = f"{entry['kind']} {entry['name']}" + (f" ({entry['where']})" if entry.get("where") else "")
         if entry["ok"]:
@@ -371,6 +410,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         for r in recent:
             print(f"  {when(r.updated)}  job {r.id} {r.hotfolder}/{r.relpath}: {r.status}")
     return 0
+
+
+def _ftp_state(config: Any) -> dict[str, Any] | None:
+    """The FTP server's own note of where it listens (var/ftp.json), if [ftp] is configured."""
+    if config.settings.ftp is None:
+        return None
+    try:
+        state = json.loads((config.data_dir / "ftp.json").read_text())
+        os.kill(int(state["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"running": False}
+    return {"running": True, **state}
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
@@ -432,6 +483,66 @@ def cmd_retry(args: argparse.Namespace) -> int:
         retried += 1
         print(f"job {row.id}: {row.hotfolder}/{row.relpath} re-queued")
     return 0 if retried else 1
+
+
+def cmd_ftp_user(args: argparse.Namespace) -> int:
+    from flowd.ftp import users
+
+    config, db = _db(args)
+    groups = {g.name: g for g in config.settings.ftp.groups} if config.settings.ftp else {}
+    if args.action == "list":
+        found = users.all_users(db)
+        if args.json:
+            print(json.dumps([{"name": u.name, "group": u.group, "perms": sorted(u.perms)} for u in found]))
+        for u in [] if args.json else found:
+            known = "" if u.group in groups else "  (group not in the config: cannot log in)"
+            print(f"{u.name}  group {u.group}  {','.join(p for p in users.PERMS if p in u.perms)}{known}")
+        if not found and not args.json:
+            print("no FTP users")
+        return 0
+    if not args.name:
+        print(f"flowd ftp-user {args.action}: name the user", file=sys.stderr)
+        return 1
+    if args.action == "remove":
+        users.remove(db, args.name)
+        print(f"FTP user {args.name} removed (sessions already open end when they disconnect)")
+        return 0
+    if args.action == "add":
+        if not args.group:
+            print("flowd ftp-user add: --group GROUP is required", file=sys.stderr)
+            return 1
+        if args.group not in groups:
+            print(f"flowd ftp-user add: no FTP group {args.group!r} in {args.config} "
+                  f"(groups: {', '.join(groups) or 'none; add [[ftp.groups]] to [ftp]'})", file=sys.stderr)
+            return 1
+        users.check_name(args.name)
+    password = _password(args)
+    if password is None:
+        return 1
+    if args.action == "add":
+        perms = set(args.perm or ["upload"])
+        users.add(db, args.name, args.group, perms, password)
+        print(f"FTP user {args.name} added to group {args.group} ({', '.join(p for p in users.PERMS if p in perms)})")
+    else:
+        users.set_password(db, args.name, password)
+        print(f"password of FTP user {args.name} changed")
+    return 0
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    """From stdin (--password-stdin: scripts, secrets managers) or typed twice at a terminal; never argv."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        print(f"flowd ftp-user {args.action}: use --password-stdin when stdin is not a terminal", file=sys.stderr)
+        return None
+    import getpass
+
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        print("the passwords differ", file=sys.stderr)
+        return None
+    return first
 
 
 def _error(text: str | None) -> dict[str, Any]:

@@ -227,6 +227,116 @@ class HotFolder(BaseModel):
         return value
 
 
+FTP_TEMP_NAMES = ["*.part", "*.filepart", ".in.*", "*.tmp"]
+
+
+class FtpGroup(BaseModel):
+    """[[ftp.groups]]: users of one group share one root, where their uploads land: a hot folder by name
+    (its rules run, plus rules `on: [{ftp: GROUP}]`), or, without one, a staging folder of the group's own
+    whose uploads only `{ftp: GROUP}` rules see (the source is deleted once they are done)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: Name
+    tenant: Name = "default"
+    hotfolder: Name | None = None
+    path: str | None = None  # the staging folder; default: DATA_DIR/ftp/NAME
+    output: str | None = None  # a staging group's default target ({output} in its rules)
+    errors: str = "hotfolders/error"  # where a staging group's quarantined uploads go
+
+    @model_validator(mode="after")
+    def _landing(self) -> FtpGroup:
+        if self.hotfolder is not None and self.path is not None:
+            raise ValueError("set hotfolder (uploads land in that hot folder) or path (a staging folder), not both")
+        return self
+
+    @field_validator("output")
+    @classmethod
+    def _output(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_target(value)
+            except TargetError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+
+def _port_range(value: str | None) -> str | None:
+    if value is None:
+        return value
+    match = re.fullmatch(r"\s*(\d{1,5})\s*-\s*(\d{1,5})\s*", value)
+    if not match or not (1024 <= int(match.group(1)) <= int(match.group(2)) <= 65535):
+        raise ValueError("a passive port range is FIRST-LAST with 1024 <= FIRST <= LAST <= 65535, "
+                         "e.g. \"60000-60100\"")
+    return value
+
+
+class FtpSettings(BaseModel):
+    """[ftp]: the embedded FTP/FTPS server. Absent: no server."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    listen: str = "0.0.0.0:2121"
+    passive_ports: Annotated[str | None, AfterValidator(_port_range)] = None  # "60000-60100"
+    masquerade_address: str | None = None  # the public address PASV replies name, behind NAT
+    banner: str = "flowd FTP server ready."
+    tls_cert: str | None = None  # PEM certificate (chain); tls_key defaults to the same file
+    tls_key: str | None = None
+    # None: required whenever a certificate is configured (passwords never cross the network in clear).
+    require_tls: bool | None = None
+    idle_timeout: float = Field(300, ge=5, le=86400)  # seconds between commands
+    data_timeout: float = Field(120, ge=5, le=86400)  # seconds a transfer may stall
+    max_connections: int = Field(256, ge=1, le=10000)
+    max_connections_per_ip: int = Field(16, ge=1, le=10000)
+    partial: Literal["delete", "keep"] = "delete"  # an aborted or cut-short upload: removed, or kept for REST/APPE
+    keep_partial_hours: float = Field(24, gt=0, le=24 * 365)  # kept partial uploads older than this are removed
+    temp_names: list[str] = Field(default_factory=lambda: list(FTP_TEMP_NAMES))  # processed when renamed away
+    login_failure_delay: float = Field(2, ge=0, le=60)  # seconds before a wrong password is answered
+    ban_after: int = Field(5, ge=1, le=1000)  # failed logins from one address within ban_seconds ...
+    ban_seconds: float = Field(600, ge=1, le=7 * 86400)  # ... ban it this long
+    groups: list[FtpGroup] = Field(default_factory=list)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535 or not host.strip("[]"):
+            raise ValueError("listen is HOST:PORT, e.g. \"0.0.0.0:2121\" or \"[::]:2121\"")
+        return value
+
+    @field_validator("temp_names")
+    @classmethod
+    def _temp_names(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if not pattern or "/" in pattern:
+                raise ValueError(f"temp name pattern {pattern!r} must be a non-empty file-name glob without '/'")
+        return value
+
+    @model_validator(mode="after")
+    def _tls(self) -> FtpSettings:
+        if self.tls_key and not self.tls_cert:
+            raise ValueError("tls_key needs tls_cert")
+        if self.require_tls and not self.tls_cert:
+            raise ValueError("require_tls = true needs tls_cert (and tls_key unless the certificate file holds it)")
+        return self
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def tls_required(self) -> bool:
+        return bool(self.tls_cert) if self.require_tls is None else self.require_tls
+
+    def ports(self) -> list[int] | None:
+        if self.passive_ports is None:
+            return None
+        first, _, last = self.passive_ports.partition("-")
+        return list(range(int(first), int(last) + 1))
+
+
 class MetadataSettings(BaseModel):
     """[metadata]: the site's field numbers and names."""
 
@@ -243,6 +353,7 @@ class Settings(BaseModel):
     storage: dict[Name, StorageSpec] = Field(default_factory=dict)
     hotfolders: list[HotFolder] = Field(default_factory=list)
     events: dict[Name, AzureQueueEventsSpec] = Field(default_factory=dict)
+    ftp: FtpSettings | None = None
     # Unique hot folder names are checked in cross_check, which knows the line of the second one.
 
 
@@ -398,6 +509,8 @@ def cross_check(config: Config, shown: str, line_of: LineOf) -> list[ConfigError
         errors.append(ConfigError(shown, find(("metadata", "configuration")), "metadata.configuration",
                                   f"no such file: {config.path(xml)}", xml,
                                   "the path of a MetadataConfiguration.xml, relative to this file"))
+    if s.ftp is not None:
+        errors += _check_ftp(config, shown, find, folders, roots)
     for i, a in enumerate(s.hotfolders):
         for j in range(i + 1, len(s.hotfolders)):
             b, pa, pb = s.hotfolders[j], folders[i], folders[j]
@@ -407,6 +520,85 @@ def cross_check(config: Config, shown: str, line_of: LineOf) -> list[ConfigError
                 errors.append(ConfigError(shown, find(("hotfolders", i, "path")), f"hotfolders.{i}.path",
                                           f"hot folders '{a.name}' and '{b.name}' overlap; one file would be two jobs",
                                           a.path))
+    return errors
+
+
+def ftp_staging(config: Config, group: FtpGroup) -> Path | None:
+    """A staging group's folder (absolute); None for a group that lands in a hot folder."""
+    if group.hotfolder is not None:
+        return None
+    return config.path(group.path).resolve() if group.path else (config.data_dir / "ftp" / group.name).resolve()
+
+
+def _check_ftp(config: Config, shown: str, find: LineOf, folders: list[Path], roots: dict[str, Path]) -> list[ConfigError]:
+    """Groups name real hot folders of their own tenant; staging folders overlap nothing; TLS files load."""
+    s = config.settings
+    assert s.ftp is not None
+    errors: list[ConfigError] = []
+    by_name = {hf.name: hf for hf in s.hotfolders}
+    seen: dict[str, int] = {}
+    for i, group in enumerate(s.ftp.groups):
+        loc = ("ftp", "groups", i)
+        if group.name in seen:
+            errors.append(ConfigError(shown, find((*loc, "name")), f"ftp.groups.{i}.name",
+                                      f"FTP group name '{group.name}' is already used by ftp.groups.{seen[group.name]}; "
+                                      "names must be unique", group.name))
+        seen.setdefault(group.name, i)
+        if len(group.name) > 60:  # its uploads' source is "ftp:NAME", within a source name's 64 characters
+            errors.append(ConfigError(shown, find((*loc, "name")), f"ftp.groups.{i}.name",
+                                      "an FTP group name is at most 60 characters", group.name))
+        if group.hotfolder is not None:
+            hf = by_name.get(group.hotfolder)
+            if hf is None:
+                errors.append(ConfigError(shown, find((*loc, "hotfolder")), f"ftp.groups.{i}.hotfolder",
+                                          "no hot folder has this name", group.hotfolder,
+                                          ", ".join(sorted(by_name)) or "(no [[hotfolders]] defined)"))
+            elif hf.tenant != group.tenant:
+                errors.append(ConfigError(shown, find((*loc, "tenant")), f"ftp.groups.{i}.tenant",
+                                          f"hot folder '{hf.name}' belongs to tenant '{hf.tenant}'; a group's uploads "
+                                          "stay within its own tenant", group.tenant, hf.tenant))
+            for key in ("output", "path"):
+                if getattr(group, key) is not None:
+                    errors.append(ConfigError(shown, find((*loc, key)), f"ftp.groups.{i}.{key}",
+                                              f"{key} is for a staging group; uploads into hot folder "
+                                              f"'{group.hotfolder}' follow that folder's settings", getattr(group, key)))
+            continue
+        staging = ftp_staging(config, group)
+        assert staging is not None
+        for j, folder in enumerate(folders):
+            if staging == folder or _inside(staging, folder) or _inside(folder, staging):
+                errors.append(ConfigError(shown, find((*loc, "path")) or find(loc), f"ftp.groups.{i}.path",
+                                          f"the staging folder {staging} overlaps hot folder "
+                                          f"'{s.hotfolders[j].name}'; to serve that folder, set hotfolder = "
+                                          f"\"{s.hotfolders[j].name}\" instead", group.path))
+        for other, root in roots.items():
+            if staging == root or _inside(staging, root) or _inside(root, staging):
+                errors.append(ConfigError(shown, find((*loc, "path")) or find(loc), f"ftp.groups.{i}.path",
+                                          f"the staging folder {staging} overlaps the root of storage '{other}'",
+                                          group.path))
+        if _inside(config.path(group.errors).resolve(), staging) or config.path(group.errors).resolve() == staging:
+            errors.append(ConfigError(shown, find((*loc, "errors")), f"ftp.groups.{i}.errors",
+                                      "must not be inside the staging folder it serves (files would loop)", group.errors))
+        if group.output:
+            storage = parse_target(group.output).storage
+            if storage not in s.storage:
+                errors.append(ConfigError(shown, find((*loc, "output")), f"ftp.groups.{i}.output",
+                                          f"no storage named '{storage}'", group.output,
+                                          ", ".join(sorted(s.storage)) or "(no [storage.NAME] tables defined)"))
+    ftp = s.ftp
+    if ftp.tls_cert:
+        where = find(("ftp", "tls_cert"))
+        cert, key_file = config.path(ftp.tls_cert), config.path(ftp.tls_key or ftp.tls_cert)
+        import ssl
+
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key_file)
+        except FileNotFoundError as exc:
+            errors.append(ConfigError(shown, where, "ftp.tls_cert", f"no such file: {exc.filename}", ftp.tls_cert))
+        except (OSError, ssl.SSLError) as exc:
+            errors.append(ConfigError(shown, where, "ftp.tls_cert",
+                                      f"cannot load the certificate and key ({cert}, {key_file}): {exc}", ftp.tls_cert,
+                                      "a PEM certificate (chain) and its unencrypted private key"))
     return errors
 
 

@@ -22,7 +22,7 @@ from sqlalchemy import func, insert, select
 
 from flowd.db import Database, audit, jobs
 from flowd.engine import Engine
-from flowd.errors import AlreadyRunningError, ConfigErrors
+from flowd.errors import AlreadyRunningError, ConfigErrors, FlowdError
 from flowd.hotfolder import Folder
 from flowd.notify import sd_notify, watchdog_interval
 from flowd.queue import Detected, JobQueue
@@ -32,12 +32,15 @@ from flowd.worker import Processor, WorkerPool
 
 if TYPE_CHECKING:
     from flowd.events.azure_queue import QueueListener
+    from flowd.ftp.supervisor import FtpSupervisor
 
 
 class Daemon:
-    def __init__(self, config_file: str, *, until_idle: bool = False) -> None:
+    def __init__(self, config_file: str, *, until_idle: bool = False, log_format: str = "human") -> None:
         self.config_file = config_file
         self.until_idle = until_idle
+        self.log_format = log_format
+        self.ftp: FtpSupervisor | None = None
         self._wake = threading.Event()
         self._reload = False
         self._stop = False
@@ -74,6 +77,11 @@ class Daemon:
         self.pool.start()
         self.listeners: list[QueueListener] = []
         self._start_listeners()
+        try:
+            self._start_ftp()
+        except FlowdError:
+            self._shutdown()
+            raise
         self.tracker.start()
         folders = [f for f in self.runtime.folders.values() if f.spec.enabled]
         for folder in folders:
@@ -121,6 +129,8 @@ class Daemon:
         sd_notify("STOPPING=1")
         logger.info("stopping: no new files are taken; finishing the jobs in hand")
         self._stop_listeners()
+        if self.ftp is not None:
+            self.ftp.stop()  # uploads already received are queued before it exits
         self.watcher.stop()
         self.tracker.stop()
         self._drain_intake()
@@ -167,10 +177,35 @@ class Daemon:
                 (old.config.settings.events, old.config.settings.storage, _wanted(old)):
             self._stop_listeners()
             self._start_listeners()
+        if (new.config.settings.ftp, new.config.settings.hotfolders) != \
+                (old.config.settings.ftp, old.config.settings.hotfolders):
+            self._restart_ftp()
         self._audit("SIGHUP")
         logger.info("reloaded: rules {} ({} rules), {} hot folder(s) restarted", new.rules.digest[:12],
                     len(new.rules.rules), len(started))
         sd_notify("READY=1")
+
+    # -- FTP server ----------------------------------------------------------------------------------
+    def _start_ftp(self) -> None:
+        if self.runtime.config.settings.ftp is None:
+            return
+        if self.until_idle:
+            logger.info("[ftp] is configured; no FTP server in batch mode (--until-idle)")
+            return
+        from flowd.ftp.supervisor import FtpSupervisor
+
+        self.ftp = FtpSupervisor(self.config_file, self.log_format, self.pool.notify)
+        self.ftp.start()
+
+    def _restart_ftp(self) -> None:
+        try:
+            if self.ftp is not None:
+                self.ftp.stop()
+                self.ftp = None
+            self._start_ftp()
+        except FlowdError as exc:
+            logger.error("{}; the daemon goes on without FTP until the next reload", exc)
+            self.ftp = None
 
     # -- storage events ------------------------------------------------------------------------------------
     def _start_listeners(self) -> None:

@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-HEAD_REVISION = "0002"  # the newest file in flowd/migrations/versions; tests check they agree
+HEAD_REVISION = "0003"  # the newest file in flowd/migrations/versions; tests check they agree
 metadata = MetaData()
 
 meta = Table("meta", metadata, Column("key", String(64), primary_key=True), Column("value", Text, nullable=False))
@@ -120,6 +120,30 @@ ledger = Table(
     UniqueConstraint("tenant", "rule", "sha256", name="uq_ledger"),
 )
 
+# FTP users: a name belongs to exactly one group; the password only as a salted scrypt hash.
+ftp_users = Table(
+    "ftp_users", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("grp", String(64), nullable=False),
+    Column("perms", String(64), nullable=False),  # upload,read,delete
+    Column("hash", Text, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("updated", Float, nullable=False),
+)
+
+# The facts of an upload (who, from where, when), keyed like the job its file becomes (jobs.dedupe).
+# Written before the file takes its final name, so whichever detector queues the job, the facts are there.
+uploads = Table(
+    "uploads", metadata,
+    Column("dedupe", String(64), primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("protocol", String(8), nullable=False),  # ftp | ftps
+    Column("username", String(64), nullable=False),
+    Column("grp", String(64), nullable=False),
+    Column("client", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+)
+
 
 class Database:
     """One engine per process. SQLite allows one writer: in-process writers take `write()` in turn
@@ -172,6 +196,20 @@ class Database:
             cur.close()
             conn.rollback()  # end the read at once: never hold a snapshot or a lock between calls
         return row[0] if row else None
+
+    def lookup_row(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """One row, the way `lookup` reads one value."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self.engine.raw_connection()
+        cur = conn.cursor()
+        try:
+            cur.execute(sql if self.is_sqlite else sql.replace("?", "%s"), params)
+            row = cur.fetchone()
+        finally:
+            cur.close()
+            conn.rollback()
+        return tuple(row) if row else None
 
     def _install_id(self) -> str:
         # Tokens on outputs include this, so a fresh database never mistakes an old output for its own.

@@ -73,7 +73,7 @@ class Engine:
 
     def _run(self, asset: Asset, ctx: RunContext, trace: RunTrace, done: Mapping[str, dict[str, Any]],
              out: Outcome) -> None:
-        for rule in self.rules.for_hotfolder(asset.hotfolder):
+        for rule in self.rules.for_hotfolder(asset.hotfolder, asset.upload.group if asset.upload else None):
             rt = trace.rule(rule.name, f"{rule.file}:{rule.line}")
             rt.matched = rule.condition.check(asset, ctx, rt.conditions) if rule.condition else True
             if not rt.matched:

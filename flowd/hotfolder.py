@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flowd.config import Config, HotFolder
+from flowd.config import DEFAULT_IGNORE, Config, HotFolder, ftp_staging
 from flowd.errors import PermanentError, TransientError
 from flowd.glob import compile_glob
 from flowd.storage.base import incremented
@@ -26,6 +26,7 @@ class Folder:
     unmatched: Path | None
     after_move: Path | None
     ignore: tuple[Any, ...]
+    ftp: bool = False  # FTP users upload into it: a job may carry the upload's facts
 
     @property
     def name(self) -> str:
@@ -45,14 +46,45 @@ class Folder:
         return self.spec.after
 
 
+# An FTP upload in progress (or a partial one kept for resume) is written under this prefix beside its
+# final name: never a job, whatever a folder's own ignore patterns say.
+UPLOAD_PREFIX = ".flowd-upload."
+
+
+def ftp_source(group: str) -> str:
+    """The job source of a staging FTP group's uploads. Hot folder names cannot hold ':'."""
+    return f"ftp:{group}"
+
+
 def build_folders(config: Config) -> dict[str, Folder]:
+    """The hot folders, plus one folder per staging FTP group (named "ftp:GROUP"). A folder FTP users
+    upload into also ignores the FTP temp names: such a file is processed once it is renamed."""
+    ftp = config.settings.ftp
+    served = {g.hotfolder for g in ftp.groups if g.hotfolder} if ftp else set()
+    specs = list(config.settings.hotfolders)
+    if ftp is not None:
+        for group in ftp.groups:
+            staging = ftp_staging(config, group)
+            if staging is None:
+                continue
+            # Built without validation: the name holds ':' on purpose (no hot folder can be called that).
+            specs.append(HotFolder.model_construct(
+                name=ftp_source(group.name), tenant=group.tenant, path=str(staging), output=group.output,
+                stable_seconds=0.0, ignore=list(DEFAULT_IGNORE), after="delete", unmatched="leave",
+                errors=group.errors, incomplete_seconds=0.0, recursive=True, poll_seconds=0.0, enabled=True))
+            served.add(ftp_source(group.name))
     out = {}
-    for hf in config.settings.hotfolders:
+    for hf in specs:
+        temp = ftp.temp_names if ftp and hf.name in served else []
+        # FTP temp names match case-insensitively (Windows clients write X.PART), as the FTP server sees them.
+        patterns = [compile_glob(p, ignore_case=False) for p in dict.fromkeys([*hf.ignore, UPLOAD_PREFIX + "*"])]
+        patterns += [compile_glob(p, ignore_case=True) for p in temp]
         out[hf.name] = Folder(
             spec=hf, root=config.path(hf.path).resolve(), errors=config.path(hf.errors),
             unmatched=None if hf.unmatched == "leave" else config.path(hf.unmatched),
             after_move=config.path(hf.after[5:]) if hf.after.startswith("move:") else None,
-            ignore=tuple(compile_glob(p, ignore_case=False) for p in hf.ignore),
+            ignore=tuple(patterns),
+            ftp=hf.name in served,
         )
     return out
 

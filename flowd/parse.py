@@ -48,6 +48,7 @@ class Parser:
         self.errors: list[ConfigError] = []
         self.rule_hotfolders: list[str] = []  # the hot folders the rule being parsed runs on
         self.events: Mapping[str, object] = {}  # [events.NAME] streams, for `on: [{storage_events: NAME}]`
+        self.ftp_groups: Mapping[str, str] = {}  # [[ftp.groups]] name -> tenant, for `on: [{ftp: GROUP}]`
 
     def error(self, loc: Loc, message: str, got: Any = _UNSET, allowed: str | None = None) -> None:
         self.errors.append(ConfigError(self.file, yaml_line(self.root, loc), ".".join(map(str, loc)), message,

@@ -49,6 +49,7 @@ def resolve(field: Field, asset: Asset, step_id: str = "", path: bool = False) -
         case "weekday": return WEEKDAYS[date_of(asset, field.key).weekday()]
         case "day": return f"{date_of(asset, field.key).day:02d}"
         case "meta": return meta_value(asset, field.key, field.fmt, path)
+        case "ftp": return ftp_value(asset, field.key, field.fmt, path)
     raise KeyError(field.name)
 
 
@@ -87,6 +88,18 @@ def meta_value(asset: Asset, field: FieldDef, fmt: str | None, path: bool) -> st
         return format_date(when, fmt) if when is not None else ""
     text = meta.text(field)
     return safe_segment(text) if path else text
+
+
+def ftp_value(asset: Asset, fact: str, fmt: str | None, path: bool) -> str:
+    """An upload fact; empty for an asset that did not arrive over FTP. A user name is safe in a path already
+    (names are checked when a user is added); made safe anyway, as every other value from outside is."""
+    up = asset.upload
+    if up is None:
+        return ""
+    if fact == "time":
+        return format_date(datetime.fromtimestamp(up.at), fmt or "%Y-%m-%dT%H%M%S")
+    value = {"user": up.user, "group": up.group, "client": up.client}[fact]
+    return safe_segment(value) if path else value
 
 
 def safe_segment(value: str) -> str:

@@ -20,7 +20,8 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from flowd.db import Database, jobs, nodes, now, steps
+from flowd.asset import Upload
+from flowd.db import Database, jobs, nodes, now, steps, uploads
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +146,22 @@ class JobQueue:
                 out.update(r[0] for r in conn.execute(select(jobs.c.dedupe).where(jobs.c.dedupe.in_(keys[i:i + 500]))))
         return out
 
+    def record_uploads(self, rows: Sequence[tuple[Detected, Upload]]) -> None:
+        """The facts of uploads, committed before their files take the names these jobs are keyed by."""
+        if not rows:
+            return
+        values = [{"dedupe": d.dedupe(), "tenant": d.tenant, "protocol": u.protocol, "username": u.user,
+                   "grp": u.group, "client": u.client, "at": u.at} for d, u in rows]
+        stmt = self._insert_ignore(uploads).on_conflict_do_nothing(index_elements=["dedupe"])
+        with self.db.write() as conn:
+            conn.execute(stmt, values)
+
+    def upload_of(self, job: Claimed) -> Upload | None:
+        """Who uploaded this job's file, if it arrived over FTP."""
+        key = Detected(job.tenant, job.hotfolder, job.relpath, job.size, job.mtime_ns, job.version).dedupe()
+        row = self.db.lookup_row(_UPLOAD, (key,))
+        return Upload(*row) if row else None
+
     # -- claims --------------------------------------------------------------------------------------
     def promote(self) -> int:
         """Waiting jobs whose time has come, and claims whose lease ran out, become claimable."""
@@ -231,6 +248,7 @@ class JobQueue:
 
 # The hot path's batch statements as plain SQL on the DBAPI cursor: building and binding SQLAlchemy
 # statements row by row was most of the time these writes took. `?` becomes `%s` for PostgreSQL.
+_UPLOAD = "SELECT protocol, username, grp, client, at FROM uploads WHERE dedupe = ?"
 _OWNED = "SELECT id FROM jobs WHERE lease_token = ? AND state = 'claimed'"
 _INSERT_STEP = ("INSERT INTO steps (job_id, step, token, record, done) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT DO NOTHING")

@@ -10,6 +10,10 @@ from typing import Any
 def render_trace(trace: dict[str, Any], title: str) -> str:
     lines = [f"{title}: {trace.get('status')}  (attempt {trace.get('attempt')}, rule set {trace.get('ruleset')}, "
              f"{trace.get('ms', 0):.1f} ms)"]
+    upload = trace.get("upload")
+    if upload:
+        lines.append(f"  uploaded over {upload.get('protocol', 'ftp').upper()} by {upload.get('user')} "
+                     f"(group {upload.get('group')}) from {upload.get('client')} at {when(upload.get('at'))}")
     rules = trace.get("rules", [])
     if not rules:
         lines.append("  no rule applies to this hot folder")

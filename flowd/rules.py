@@ -18,6 +18,7 @@ from flowd.actions import ACTIONS
 from flowd.condition import Condition
 from flowd.config import Config
 from flowd.errors import ConfigError, ConfigErrors
+from flowd.hotfolder import ftp_source
 from flowd.locate import yaml_line
 from flowd.parse import Loc, Parser
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from flowd.metadata.fields import FieldTable
 
 RULE_KEYS = ("name", "on", "if", "do", "stop", "once", "enabled", "description")
-TRIGGER_KEYS = ("hotfolder", "storage_events")
+TRIGGER_KEYS = ("hotfolder", "storage_events", "ftp")
 EVENT_KINDS = ("created", "deleted")
 
 
@@ -81,11 +82,15 @@ class RuleSet:
     fields: FieldTable | None = None  # the field table the rules were compiled against
     _by_folder: dict[str, tuple[Rule, ...]] = field(default_factory=dict, compare=False)
 
-    def for_hotfolder(self, name: str) -> tuple[Rule, ...]:
-        cached = self._by_folder.get(name)
+    def for_hotfolder(self, name: str, group: str | None = None) -> tuple[Rule, ...]:
+        """The enabled rules of a source, in file order. `group`: the asset was uploaded by a user of this
+        FTP group, so rules `on: [{ftp: GROUP}]` run too (each rule once)."""
+        key = name if group is None else f"{name}\0{group}"
+        cached = self._by_folder.get(key)
         if cached is None:
-            cached = tuple(r for r in self.rules if r.enabled and name in r.hotfolders)
-            self._by_folder[name] = cached
+            also = ftp_source(group) if group is not None else name
+            cached = tuple(r for r in self.rules if r.enabled and (name in r.hotfolders or also in r.hotfolders))
+            self._by_folder[key] = cached
         return cached
 
 
@@ -123,6 +128,7 @@ def field_table(config: Config, errors: list[ConfigError]) -> FieldTable:
 def load_rules(config: Config) -> RuleSet:
     """Parse every rule file. Errors are collected in `RuleSet.errors`, never raised."""
     hotfolders = {hf.name: hf for hf in config.settings.hotfolders}
+    ftp_groups = {g.name: g.tenant for g in config.settings.ftp.groups} if config.settings.ftp else {}
     storages = config.settings.storage
     rules: list[Rule] = []
     positions: list[int] = []
@@ -145,7 +151,7 @@ def load_rules(config: Config) -> RuleSet:
             continue
         digest.update(shown.encode() + b"\0" + raw + b"\0")
         parsed = parse_rule_file(raw, shown, hotfolders, storages, errors, fields, config.base,
-                                 config.settings.events)
+                                 config.settings.events, ftp_groups)
         # A file with any error yields no rules, so a rule's position is its index under `rules:`.
         positions.extend(range(len(parsed)))
         rules.extend(parsed)
@@ -163,7 +169,8 @@ def load_rules(config: Config) -> RuleSet:
 
 def parse_rule_file(raw: bytes, shown: str, hotfolders: Mapping[str, object], storages: Mapping[str, object],
                     errors: list[ConfigError], fields: FieldTable | None = None,
-                    base: Path | None = None, events: Mapping[str, object] | None = None) -> list[Rule]:
+                    base: Path | None = None, events: Mapping[str, object] | None = None,
+                    ftp_groups: Mapping[str, str] | None = None) -> list[Rule]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -186,6 +193,7 @@ def parse_rule_file(raw: bytes, shown: str, hotfolders: Mapping[str, object], st
     p = Parser(shown, root, "default", hotfolders, storages, fields)  # type: ignore[arg-type]
     p.base = base
     p.events = events or {}
+    p.ftp_groups = ftp_groups or {}
     if not isinstance(data, dict):
         p.error([], "a rule file is a mapping with a 'rules:' list", data)
         errors.extend(p.errors)
@@ -321,7 +329,15 @@ def _parse_triggers(value: object, loc: Loc, p: Parser, given: bool) -> set[str]
             continue
         if len(trig) != 1:
             extra = next(k for k in trig if k != kind)
-            p.error([*loc, i, extra], f"unknown key '{extra}' in a hotfolder trigger", extra, "hotfolder")
+            p.error([*loc, i, extra], f"unknown key '{extra}' in a {kind} trigger", extra, kind)
+            continue
+        if kind == "ftp":
+            groups = sorted(n for n, tenant in p.ftp_groups.items() if tenant == p.tenant)
+            if not isinstance(arg, str) or arg not in groups:
+                p.error([*loc, i, kind], f"no [[ftp.groups]] group of tenant '{p.tenant}' has this name", arg,
+                        ", ".join(groups) or "(no [[ftp.groups]] in the config)")
+                continue
+            out.add(ftp_source(arg))
             continue
         if not isinstance(arg, str) or arg not in own:  # a list here would be unhashable in `in own`
             p.error([*loc, i, kind], f"no hot folder of tenant '{p.tenant}' has this name", arg,

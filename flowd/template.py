@@ -31,7 +31,12 @@ PLACEHOLDERS: dict[str, FormatKind] = {
     "prefix": "separator", "unprefixed": "separator", "date": "source_date", "weekday": "source", "day": "source",
     # `{meta.116}`, `{meta.caption}`, `{meta.photoshop:Credit}`, `{meta.55:%Y/%m}`: resolved when the rule loads
     "meta": "date",
+    # `{ftp.user}`, `{ftp.group}`, `{ftp.client}`, `{ftp.time:%Y-%m-%d}`: who delivered the asset over FTP
+    # (empty for assets that did not arrive over FTP)
+    "ftp": "date",
 }
+FTP_FACTS = ("user", "group", "client", "time")
+_SHOWN = {"meta": "meta.FIELD", "ftp": "ftp.user, ftp.group, ftp.client, ftp.time"}
 DATE_SOURCES = ("system", "file", "metadata")
 FILTERS = ("map", "lower", "upper")
 _DATE_DEFAULT = "%Y-%m-%dT%H%M%S"
@@ -143,8 +148,18 @@ def _field(inner: str, allowed: Mapping[str, FormatKind], fields: FieldResolver 
     if name.startswith("meta.") and "meta" in allowed:
         found, field_fmt = _meta(head[5:], inner, fields)
         return Field("meta", field_fmt, found, filters)
-    if not _NAME.match(name) or name not in allowed:
-        known = ", ".join(sorted(n if n != "meta" else "meta.FIELD" for n in allowed))
+    if name.startswith("ftp.") and "ftp" in allowed:
+        fact = name[4:]
+        if fact not in FTP_FACTS:
+            raise TemplateError(f"unknown placeholder {{{inner}}}; the FTP facts are "
+                                + ", ".join(f"ftp.{f}" for f in FTP_FACTS))
+        if ":" in head and fact != "time":
+            raise TemplateError(f"placeholder {{ftp.{fact}}} takes no format (got '{{{inner}}}')")
+        if fmt:
+            _check_date_format(name, fmt)
+        return Field("ftp", fmt or None, fact, filters)
+    if not _NAME.match(name) or name not in allowed or name == "ftp":
+        known = ", ".join(sorted(_SHOWN.get(n, n) for n in allowed))
         raise TemplateError(f"unknown placeholder {{{inner}}}; known placeholders: {known}")
     kind = allowed[name]
     has_fmt = ":" in head

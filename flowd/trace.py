@@ -56,6 +56,7 @@ class RunTrace:
     rules: list[RuleTrace] = field(default_factory=list)
     fate: str | None = None
     error: dict[str, Any] | None = None
+    upload: dict[str, Any] | None = None  # who delivered the asset over FTP, from where, when
     started: float = field(default_factory=time.time)
     ms: float = 0.0
 
@@ -69,6 +70,8 @@ class RunTrace:
             "job": self.job_id, "attempt": self.attempt, "ruleset": self.ruleset, "status": self.status,
             "rules": [r.to_dict() for r in self.rules], "ms": round(self.ms, 3),
         }
+        if self.upload:
+            out["upload"] = self.upload
         if self.fate:
             out["fate"] = self.fate
         if self.error:

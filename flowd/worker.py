@@ -156,9 +156,12 @@ class Processor:
             trace.status = "vanished" if gone else "superseded"
             return Finished(job, "done", trace.status, trace=trace.to_dict(), ruleset=rt.digest)
         detected = datetime.fromtimestamp(job.created)
+        upload = self.queue.upload_of(job) if folder.ftp else None
+        if upload is not None:
+            trace.upload = upload.to_dict()
         asset = Asset(job.id, job.tenant, job.hotfolder, folder.root, job.relpath, job.size, job.mtime_ns,
                       detected, folder.spec.output, job.relpath.rsplit("/", 1)[-1],
-                      disposable=folder.spec.after == "delete")
+                      disposable=folder.spec.after == "delete", upload=upload)
         if folder.spec.incomplete_seconds:
             waiting = self._incomplete(rt, folder.spec.incomplete_seconds, folder.spec.stable_seconds, job, asset,
                                        trace, folder)

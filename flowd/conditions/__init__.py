@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flowd.condition import Condition
-from flowd.conditions import facts, image, logic, metadata, names
+from flowd.conditions import facts, image, logic, metadata, names, upload
 from flowd.parse import Loc, Parser
 
 Builder = Callable[[object, Loc, Parser], Condition | None]
@@ -19,6 +19,7 @@ CONDITIONS: dict[str, Builder] = {
     "age": facts.build_age,
     "format": facts.build_format,
     "hotfolder": facts.build_hotfolder,
+    "ftp": upload.build_ftp,
     "field": metadata.build_field,
     "required_fields": metadata.build_required_fields,
     "image": image.build_image,
