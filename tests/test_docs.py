@@ -46,11 +46,13 @@ def test_readme_rule_examples_are_valid_rules() -> None:
                     "cloud": {"kind": "adls", "connection_string_env": "FLOWD_CLOUD_CONN"}},
         "hotfolders": [{"name": "inbox", "path": "hotfolders/inbox", "output": "lake:assets"}],
         "events": {"lake-events": {"kind": "azure_queue", "storage": "cloud", "queue": "flowd-events"}},
+        "ftp": {"groups": [{"name": "photographers", "hotfolder": "inbox"}]},
     })
     hotfolders = {hf.name: hf for hf in settings.hotfolders}
     for block in blocks:
         errors: list[object] = []
         rules = parse_rule_file(block.encode(), "README.md", hotfolders, settings.storage, errors,  # type: ignore[arg-type]
-                                events=settings.events)
+                                events=settings.events,
+                                ftp_groups={g.name: g.tenant for g in settings.ftp.groups} if settings.ftp else {})
         assert not errors, "\n".join(map(str, errors))
         assert rules
