@@ -68,7 +68,7 @@ class Daemon:
         self._audit("start")
         self.processor = Processor(self.queue, lambda: self.runtime)
         self.pool = WorkerPool(self.processor, core.workers, core.batch_size)
-        self.tracker = Tracker(self._promote)
+        self.tracker = Tracker(self._promote, self._fresh_upload)
         self.watcher = Watcher(self.tracker, self._new_dir)
         for sig, handler in ((signal.SIGHUP, self._on_hup), (signal.SIGTERM, self._on_term),
                              (signal.SIGINT, self._on_term)):
@@ -194,8 +194,22 @@ class Daemon:
             return
         from flowd.ftp.supervisor import FtpSupervisor
 
-        self.ftp = FtpSupervisor(self.config_file, self.log_format, self.pool.notify)
+        self.ftp = FtpSupervisor(self.config_file, self.log_format, self.pool.notify, self._ftp_crashed)
         self.ftp.start()
+
+    def _fresh_upload(self, _folder: Folder, path: Path) -> bool:
+        """Put in place by the FTP server within the last minute: its job is queued by the server."""
+        from flowd import upload_facts
+
+        key = getattr(self, "_facts_key", None)
+        if key is None:
+            key = self._facts_key = self.db.secret(upload_facts.FACTS_KEY)
+        upload = upload_facts.read(path, key)
+        return upload is not None and time.time() - upload.at < 60
+
+    def _ftp_crashed(self) -> None:
+        """Uploads the server had put in place but not yet queued when it died: the scan queues them."""
+        self._scan_in_background([f for f in self.runtime.folders.values() if f.spec.enabled and f.ftp])
 
     def _restart_ftp(self) -> None:
         try:

@@ -211,6 +211,16 @@ class Database:
             conn.rollback()
         return tuple(row) if row else None
 
+    def secret(self, name: str) -> bytes:
+        """A random key kept in the database, made on first use (the FTP upload facts' signing key)."""
+        with self.write() as conn:
+            row = conn.execute(select(meta.c.value).where(meta.c.key == name)).first()
+            if row:
+                return bytes.fromhex(str(row[0]))
+            value = secrets.token_hex(32)
+            conn.execute(insert(meta).values(key=name, value=value))
+            return bytes.fromhex(value)
+
     def _install_id(self) -> str:
         # Tokens on outputs include this, so a fresh database never mistakes an old output for its own.
         with self.write() as conn:

@@ -49,6 +49,7 @@ class Parser:
         self.rule_hotfolders: list[str] = []  # the hot folders the rule being parsed runs on
         self.events: Mapping[str, object] = {}  # [events.NAME] streams, for `on: [{storage_events: NAME}]`
         self.ftp_groups: Mapping[str, str] = {}  # [[ftp.groups]] name -> tenant, for `on: [{ftp: GROUP}]`
+        self.ftp_outputs: Mapping[str, str | None] = {}  # "ftp:GROUP" -> the output its uploads have
 
     def error(self, loc: Loc, message: str, got: Any = _UNSET, allowed: str | None = None) -> None:
         self.errors.append(ConfigError(self.file, yaml_line(self.root, loc), ".".join(map(str, loc)), message,
@@ -108,6 +109,11 @@ class Parser:
             self.error(loc, f"bad template: {exc}", value)
             return None
 
+    def _output_of(self, source: str) -> str | None:
+        if source.startswith("ftp:"):  # a group's uploads have the output of the folder they land in
+            return self.ftp_outputs.get(source)
+        return self.hotfolders[source].output
+
     def target(self, value: object, loc: Loc) -> Template | None:
         """A `to:` template naming a storage (literally or via {output}) and a path that stays inside it."""
         template = self.template(value, loc)
@@ -115,9 +121,10 @@ class Parser:
             return None
         source = template.source
         if source.startswith("{output}"):
-            missing = [h for h in self.rule_hotfolders if h.startswith("@") or not self.hotfolders[h].output]
+            missing = [h for h in self.rule_hotfolders if h.startswith("@") or not self._output_of(h)]
             if missing:
                 what = (f"events stream '{missing[0][1:].partition('#')[0]}'" if missing[0].startswith("@")
+                        else f"FTP group '{missing[0][4:]}'" if missing[0].startswith("ftp:")
                         else f"hot folder '{missing[0]}'")
                 self.error(loc, f"uses {{output}} but {what} has no output", source)
                 return None

@@ -128,7 +128,10 @@ def field_table(config: Config, errors: list[ConfigError]) -> FieldTable:
 def load_rules(config: Config) -> RuleSet:
     """Parse every rule file. Errors are collected in `RuleSet.errors`, never raised."""
     hotfolders = {hf.name: hf for hf in config.settings.hotfolders}
-    ftp_groups = {g.name: g.tenant for g in config.settings.ftp.groups} if config.settings.ftp else {}
+    groups = config.settings.ftp.groups if config.settings.ftp else []
+    ftp_groups = {g.name: g.tenant for g in groups}
+    ftp_outputs = {ftp_source(g.name): (hotfolders[g.hotfolder].output if g.hotfolder in hotfolders else None)
+                   if g.hotfolder else g.output for g in groups}
     storages = config.settings.storage
     rules: list[Rule] = []
     positions: list[int] = []
@@ -151,7 +154,7 @@ def load_rules(config: Config) -> RuleSet:
             continue
         digest.update(shown.encode() + b"\0" + raw + b"\0")
         parsed = parse_rule_file(raw, shown, hotfolders, storages, errors, fields, config.base,
-                                 config.settings.events, ftp_groups)
+                                 config.settings.events, ftp_groups, ftp_outputs)
         # A file with any error yields no rules, so a rule's position is its index under `rules:`.
         positions.extend(range(len(parsed)))
         rules.extend(parsed)
@@ -170,7 +173,8 @@ def load_rules(config: Config) -> RuleSet:
 def parse_rule_file(raw: bytes, shown: str, hotfolders: Mapping[str, object], storages: Mapping[str, object],
                     errors: list[ConfigError], fields: FieldTable | None = None,
                     base: Path | None = None, events: Mapping[str, object] | None = None,
-                    ftp_groups: Mapping[str, str] | None = None) -> list[Rule]:
+                    ftp_groups: Mapping[str, str] | None = None,
+                    ftp_outputs: Mapping[str, str | None] | None = None) -> list[Rule]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -194,6 +198,7 @@ def parse_rule_file(raw: bytes, shown: str, hotfolders: Mapping[str, object], st
     p.base = base
     p.events = events or {}
     p.ftp_groups = ftp_groups or {}
+    p.ftp_outputs = ftp_outputs or {}
     if not isinstance(data, dict):
         p.error([], "a rule file is a mapping with a 'rules:' list", data)
         errors.extend(p.errors)

@@ -61,8 +61,11 @@ class _Candidate:
 class Tracker:
     """Candidates waiting to be stable. One thread checks them; promotion hands them to intake."""
 
-    def __init__(self, promote: Promote) -> None:
+    def __init__(self, promote: Promote, queued_elsewhere: Callable[[Folder, Path], bool] | None = None) -> None:
         self.promote = promote
+        # A file the FTP server has just put in place and queues itself: tracking it too would only cost
+        # a stat every check and a duplicate insert (the periodic rescan stays the safety net).
+        self.queued_elsewhere = queued_elsewhere
         self._items: dict[tuple[str, str], _Candidate] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -89,7 +92,8 @@ class Tracker:
             return  # a path through a symlinked folder leads out of the hot folder
         st = _regular_stat(folder.root / relpath)
         key = (folder.name, relpath)
-        if st is None:
+        if st is None or (folder.ftp and self.queued_elsewhere is not None
+                          and self.queued_elsewhere(folder, folder.root / relpath)):
             with self._lock:
                 self._items.pop(key, None)
             return

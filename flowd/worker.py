@@ -23,8 +23,9 @@ from typing import Any
 
 from loguru import logger
 
+from flowd import upload_facts
 from flowd.actions.webhook import post_json
-from flowd.asset import Asset
+from flowd.asset import Asset, Upload
 from flowd.context import RunContext
 from flowd.engine import Outcome
 from flowd.errors import StepError
@@ -72,6 +73,7 @@ class Processor:
         self.lane = Lane()
         self._workdirs: set[Path] = set()
         self._local = threading.local()
+        self._facts_key: bytes | None = None
 
     @property
     def _made(self) -> list[Path]:
@@ -156,7 +158,7 @@ class Processor:
             trace.status = "vanished" if gone else "superseded"
             return Finished(job, "done", trace.status, trace=trace.to_dict(), ruleset=rt.digest)
         detected = datetime.fromtimestamp(job.created)
-        upload = self.queue.upload_of(job) if folder.ftp else None
+        upload = self._upload_of(folder, job) if folder.ftp else None
         if upload is not None:
             trace.upload = upload.to_dict()
         asset = Asset(job.id, job.tenant, job.hotfolder, folder.root, job.relpath, job.size, job.mtime_ns,
@@ -174,6 +176,14 @@ class Processor:
             self._unshare(rt, ctx.linked)
         return self._conclude(rt, job, trace, outcome, ctx,
                               folder.fate(outcome.matched, outcome.consumes, outcome.status == "quarantined"))
+
+    def _upload_of(self, folder: Folder, job: Claimed) -> Upload | None:
+        """Who uploaded the file over FTP: from the file's signed xattr, else (file systems without user
+        xattrs) from the database."""
+        key = self._facts_key
+        if key is None:
+            key = self._facts_key = self.queue.db.secret(upload_facts.FACTS_KEY)
+        return upload_facts.read(folder.root / job.relpath, key) or self.queue.upload_of(job)
 
     @staticmethod
     def _ignored(job: Claimed, trace: RunTrace, why: str) -> Finished:

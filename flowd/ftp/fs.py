@@ -67,7 +67,13 @@ class FlowdFS(AbstractedFS):  # type: ignore[misc]
             if mode.startswith("r") and not os.path.lexists(target):
                 raise FilesystemError(f"no partial upload of {os.path.basename(filename)} to resume")
             flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND if mode.startswith("a") else os.O_RDWR
-        return cast(BinaryIO, open(target, mode, opener=lambda p, _f: _open_for_write(p, flags)))
+        if not self.cmd_channel.claim(target):
+            raise FilesystemError("an upload to this name is in progress; try again later")
+        try:
+            return cast(BinaryIO, open(target, mode, opener=lambda p, _f: _open_for_write(p, flags)))
+        except BaseException:
+            self.cmd_channel.release(target)
+            raise
 
     def getsize(self, path: str) -> int:
         if not os.path.lexists(path) and os.path.lexists(hidden(path)):

@@ -1,14 +1,17 @@
-"""A finished upload becomes a job: checked complete, its facts recorded, its real name taken, queued.
+"""A finished upload becomes a job: checked complete, its facts attached, its real name taken, queued.
 
-One thread takes finished uploads in batches (one transaction for all their facts, one for all their jobs)
-and posts each session's reply back to the I/O loop: `226` is sent only once flowd holds the upload
-durably, so a client told "complete" can never lose its file to a crash. An upload the format says is cut
-short (a client that closed the data connection mid-file still gets pyftpdlib's `on_file_received`) is
-answered 426 instead and removed or kept for resume, like an aborted one.
+`arrive` runs on the server's I/O loop when a transfer ends (or a temp-named upload is renamed), and
+returns the reply: a handful of local system calls, no database. The upload's facts go onto the file as
+a signed xattr (upload_facts.py) before it takes its final name, so `226 Transfer complete` is sent once
+the file sits, complete and attributed, where the hot folder's scan would find it even if this process
+died the next moment. Its job is then queued by the queue thread in batches, and the daemon's workers are
+woken. An upload the format says is cut short (a client that closed the data connection mid-file still
+gets pyftpdlib's `on_file_received`) is answered 426 and removed or kept for resume, like an aborted one.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import queue as stdqueue
 import stat
@@ -20,17 +23,16 @@ from pathlib import Path
 
 from loguru import logger
 
+from flowd import upload_facts
 from flowd.asset import Upload, read_head
 from flowd.config import FtpSettings
 from flowd.ftp.fs import hidden, visible
 from flowd.glob import compile_glob
-from flowd.hotfolder import Folder
+from flowd.hotfolder import UPLOAD_PREFIX, Folder
 from flowd.imaging.complete import truncation
 from flowd.queue import Detected, JobQueue, display
 from flowd.sniff import SNIFF_BYTES, sniff
 from flowd.storage.base import incremented
-
-Reply = Callable[[str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,30 +50,15 @@ class Group:
 
 @dataclass(frozen=True, slots=True)
 class Arrival:
-    """A finished transfer (or a rename away from a temp name), still under its reserved name."""
+    """A finished transfer (under its reserved name), or a temp-named upload being renamed to `final`."""
 
-    path: Path  # the reserved name (fs.hidden)
+    path: Path
+    final: Path
     group: Group
     user: str
     client: str
     protocol: str  # ftp | ftps
-    reply: Reply
     verb: str = "STOR"  # STOR | APPE | RNTO
-
-    @property
-    def final(self) -> Path:
-        return Path(visible(str(self.path)))
-
-
-@dataclass(frozen=True, slots=True)
-class Partial:
-    """An aborted or timed-out transfer: removed, or kept for resume."""
-
-    path: Path
-    group: Group
-    user: str
-    client: str
-    why: str
 
 
 class TempNames:
@@ -87,136 +74,84 @@ class TempNames:
 
 
 class Intake:
-    def __init__(self, queue: JobQueue, settings: FtpSettings, notify: Callable[[int], None]) -> None:
+    def __init__(self, queue: JobQueue, settings: FtpSettings, key: bytes, notify: Callable[[int], None]) -> None:
         self.queue = queue
         self.settings = settings
+        self.key = key
         self.notify = notify  # tells the daemon's workers that jobs were queued
         self.is_temp = TempNames(settings.temp_names)
-        self._items: stdqueue.Queue[Arrival | Partial | None] = stdqueue.Queue()
-        self._thread = threading.Thread(target=self._loop, name="ftp-intake", daemon=True)
+        self._jobs: stdqueue.Queue[Detected | None] = stdqueue.Queue()
+        self._thread = threading.Thread(target=self._queue_loop, name="ftp-queue", daemon=True)
+        self._warned_xattr = False
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self, timeout: float = 30) -> None:
-        """Finish every upload already handed over, then stop."""
-        self._items.put(None)
+        """Queue every upload already accepted, then stop."""
+        self._jobs.put(None)
         self._thread.join(timeout)
 
-    def submit(self, item: Arrival | Partial) -> None:
-        self._items.put(item)
-
-    def _loop(self) -> None:
-        while True:
-            first = self._items.get()
-            if first is None:
-                return
-            batch = [first]
-            stop = False
-            while len(batch) < 64:
-                try:
-                    item = self._items.get_nowait()
-                except stdqueue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            try:
-                self.process(batch)
-            except Exception as exc:  # a bug must not stop intake: every upload after it would hang
-                logger.opt(exception=exc).error("FTP intake failed: {}", exc)
-                for item in batch:
-                    if isinstance(item, Arrival):
-                        item.reply("451 Internal error while queueing the upload; it is kept, send it again.")
-            if stop:
-                return
-
-    # -- one batch -----------------------------------------------------------------------------------
-    def process(self, batch: Sequence[Arrival | Partial]) -> None:
-        complete: list[tuple[Arrival, os.stat_result]] = []
-        for item in batch:
-            if isinstance(item, Partial):
-                self._partial(item.path, item.group, item.user, item.client, item.why)
-                continue
-            st = _regular(item.path)
-            if st is None:
-                item.reply("451 The upload vanished before it could be queued; send it again.")
-                continue
-            rel = _rel(item.final, item.group.root)
-            if self.is_temp(item.final) or any(item.group.folder.ignored(p) for p in rel.split("/")):
-                # A temp name (processed once renamed away from it) or a name the folder ignores.
+    # -- on the I/O loop -----------------------------------------------------------------------------
+    def arrive(self, item: Arrival) -> str:
+        """Take a finished upload; returns the reply for its client."""
+        done = "250 Renaming ok" if item.verb == "RNTO" else "226 Transfer complete"
+        st = _regular(item.path)
+        if st is None:
+            return "451 The upload vanished before it could be queued; send it again."
+        root = item.group.root
+        rel = _rel(item.final, root)
+        if self.is_temp(item.final) or any(item.group.folder.ignored(p) for p in rel.split("/")):
+            # A temp name (processed once renamed away from it) or a name the folder ignores.
+            if item.path != item.final:
                 os.replace(item.path, item.final)
-                note = "" if self.is_temp(item.final) else " (not processed: the folder ignores this name)"
-                item.reply(f"{'250 Renaming ok' if item.verb == 'RNTO' else '226 Transfer complete'}{note}.")
-                continue
+            return done + ("." if self.is_temp(item.final) else " (not processed: the folder ignores this name).")
+        try:
+            reason = truncation(item.path, sniff(read_head(item.path, SNIFF_BYTES)))
+        except OSError:
+            reason = None
+        if reason is not None:
+            kept = self.partial(item.path, item.group, item.user, item.client, f"cut short: {reason}")
+            return (f"426 Upload incomplete: {reason}; "
+                    + ("kept: resume it with REST or APPE." if kept else "deleted: send it again."))
+        upload = Upload(item.protocol, item.user, item.group.name, item.client, time.time())
+        tagged = upload_facts.tag(item.path, st, upload, self.key)
+        dest = _free_name(item.final, set())
+        for _ in range(100):
+            detected = Detected(item.group.tenant, item.group.folder.name, _rel(dest, root), st.st_size,
+                                st.st_mtime_ns)
+            if not tagged:
+                self._facts_in_database(detected, upload)
             try:
-                reason = truncation(item.path, sniff(read_head(item.path, SNIFF_BYTES)))
-            except OSError:
-                reason = None
-            if reason is not None:
-                kept = self._partial(item.path, item.group, item.user, item.client, f"cut short: {reason}")
-                item.reply(f"426 Upload incomplete: {reason}; "
-                           + ("kept: resume it with REST or APPE." if kept else "deleted: send it again."))
-                continue
-            complete.append((item, st))
-        if complete:
-            self._queue(complete)
-
-    def _queue(self, complete: list[tuple[Arrival, os.stat_result]]) -> None:
-        at = time.time()
-        taken: set[Path] = set()
-        plan: list[tuple[Arrival, Path, Detected, Upload]] = []
-        for item, st in complete:
-            dest = _free_name(item.final, taken)
-            taken.add(dest)
-            plan.append((item, dest, *self._facts(item, dest, st, at)))
+                _link(item.path, dest)  # never replaces: a name taken meanwhile gets the next number
+                break
+            except FileExistsError:
+                dest = _free_name(item.final, {dest})
+        else:
+            return "451 No free name for the upload; send it again under another name."
         try:
-            self.queue.record_uploads([(d, u) for _, _, d, u in plan])
-        except Exception as exc:  # the database is busy or gone: nothing is lost, the client retries
-            logger.warning("cannot record {} FTP upload(s) yet: {}", len(plan), exc)
-            for item, *_ in plan:
-                item.reply("451 flowd cannot queue uploads right now; the file is kept: resume it or send it again.")
-            return
-        queued: list[Detected] = []
-        replies: list[tuple[Arrival, str]] = []
-        for item, dest, detected, upload in plan:
-            st = os.lstat(item.path)
-            for _ in range(100):
-                try:
-                    os.link(item.path, dest)  # never replaces: a name taken meanwhile gets the next number
-                    break
-                except FileExistsError:
-                    dest = _free_name(item.final, taken)
-                    taken.add(dest)
-                    detected, upload = self._facts(item, dest, st, upload.at)
-                    self.queue.record_uploads([(detected, upload)])
-            else:
-                item.reply("451 No free name for the upload; it is kept, send it again under another name.")
-                continue
             os.unlink(item.path)
-            queued.append(detected)
-            verb = "250 Renaming ok" if item.verb == "RNTO" else "226 Transfer complete"
-            renamed = f"; stored as {dest.name} (the name was taken)" if dest != item.final else ""
-            replies.append((item, f"{verb}{renamed}."))
-            logger.info("FTP upload {}:{} by {} from {} ({} bytes) queued", item.group.name,
-                        display(detected.relpath), item.user, item.client, st.st_size)
-        try:
-            self.queue.enqueue(queued)
-            self.notify(len(queued))
-        except Exception as exc:  # the files and their facts are in place: the daemon's scan queues them
-            logger.warning("cannot queue {} FTP upload(s) yet ({}); the folder scan will", len(queued), exc)
-        for item, text in replies:
-            item.reply(text)
+        except FileNotFoundError:
+            pass  # renamed rather than linked (no hard links on this file system)
+        self._jobs.put(detected)
+        logger.info("FTP upload {}:{} by {} from {} ({} bytes) accepted", item.group.name, display(detected.relpath),
+                    item.user, item.client, st.st_size)
+        return done + (f"; stored as {dest.name} (the name was taken)." if dest != item.final else ".")
 
-    @staticmethod
-    def _facts(item: Arrival, dest: Path, st: os.stat_result, at: float) -> tuple[Detected, Upload]:
-        group = item.group
-        detected = Detected(group.tenant, group.folder.name, _rel(dest, group.root), st.st_size, st.st_mtime_ns)
-        return detected, Upload(item.protocol, item.user, group.name, item.client, at)
+    def renamed(self, group: Group, path: Path) -> None:
+        """A file renamed within the root: if it carries fresh upload facts, the hot folder's watcher leaves
+        it to this server, so it is queued here (under its new name, with its facts)."""
+        st = _regular(path)
+        upload = upload_facts.read(path, self.key) if st is not None else None
+        if st is None or upload is None:
+            return
+        rel = _rel(path, group.root)
+        if self.is_temp(path) or any(group.folder.ignored(p) for p in rel.split("/")):
+            return
+        self._jobs.put(Detected(group.tenant, group.folder.name, rel, st.st_size, st.st_mtime_ns))
 
-    def _partial(self, path: Path, group: Group, user: str, client: str, why: str) -> bool:
-        """Returns True when the partial is kept for resume."""
+    def partial(self, path: Path, group: Group, user: str, client: str, why: str) -> bool:
+        """An aborted or cut-short upload: kept for resume (True) or removed, and logged."""
         shown = f"{group.name}:{display(_rel(Path(visible(str(path))), group.root))}"
         if self.settings.partial == "keep":
             logger.info("FTP upload {} by {} from {} incomplete ({}): kept for resume", shown, user, client, why)
@@ -228,11 +163,49 @@ class Intake:
         logger.info("FTP upload {} by {} from {} incomplete ({}): deleted", shown, user, client, why)
         return False
 
+    def _facts_in_database(self, detected: Detected, upload: Upload) -> None:
+        if not self._warned_xattr:
+            self._warned_xattr = True
+            logger.warning("FTP: the file system of {} has no user xattrs; upload facts go to the database",
+                           detected.hotfolder)
+        self.queue.record_uploads([(detected, upload)])
+
+    # -- the queue thread ----------------------------------------------------------------------------
+    def _queue_loop(self) -> None:
+        while True:
+            first = self._jobs.get()
+            stop = first is None
+            batch = [] if first is None else [first]
+            while len(batch) < 500:
+                try:
+                    item = self._jobs.get_nowait()
+                except stdqueue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    continue
+                batch.append(item)
+            if batch:
+                self._enqueue(batch)
+            if stop:
+                return
+
+    def _enqueue(self, batch: list[Detected]) -> None:
+        for attempt in range(8):
+            try:
+                self.queue.enqueue(batch)
+                self.notify(len(batch))
+                return
+            except Exception as exc:  # the files are in place with their facts: the daemon's scan finds them too
+                logger.warning("cannot queue {} FTP upload(s) yet: {}", len(batch), exc)
+                time.sleep(min(10.0, 0.2 * 2 ** attempt))
+
 
 def recover(groups: Sequence[Group], queue: JobQueue, settings: FtpSettings) -> tuple[int, int, int]:
-    """At start, before any session: uploads under reserved names are either complete ones an earlier
-    server was queueing when it stopped (their facts are recorded: finish them) or partial ones (kept for
-    resume while young enough, else removed). Returns (queued, kept, removed)."""
+    """At start, before any session: files under reserved names are uploads a stopped server had not
+    finished. One already linked to its final name is queued; any other never got its 226, so it is a
+    partial upload: kept for resume while young enough (partial = "keep"), else removed.
+    Returns (queued, kept, removed)."""
     queued: list[Detected] = []
     kept = removed = 0
     limit = time.time() - settings.keep_partial_hours * 3600
@@ -242,14 +215,10 @@ def recover(groups: Sequence[Group], queue: JobQueue, settings: FtpSettings) -> 
             if st is None:
                 continue
             final = Path(visible(str(path)))
-            detected = Detected(group.tenant, group.folder.name, _rel(final, group.root), st.st_size, st.st_mtime_ns)
             if os.path.lexists(final) and os.path.samefile(final, path):
-                os.unlink(path)  # linked to its final name, not yet unlinked
-                queued.append(detected)
-            elif not os.path.lexists(final) and queue.known([detected]) | _has_facts(queue, detected):
-                os.link(path, final)
                 os.unlink(path)
-                queued.append(detected)
+                queued.append(Detected(group.tenant, group.folder.name, _rel(final, group.root), st.st_size,
+                                       st.st_mtime_ns))
             elif settings.partial == "keep" and st.st_mtime >= limit:
                 kept += 1
             else:
@@ -260,14 +229,14 @@ def recover(groups: Sequence[Group], queue: JobQueue, settings: FtpSettings) -> 
     return len(queued), kept, removed
 
 
-def purge_partials(groups: Sequence[Group], settings: FtpSettings) -> int:
-    """Kept partial uploads nobody resumed within keep_partial_hours."""
+def purge_partials(groups: Sequence[Group], settings: FtpSettings, busy: set[str]) -> int:
+    """Kept partial uploads nobody resumed within keep_partial_hours (not those being written now)."""
     limit = time.time() - settings.keep_partial_hours * 3600
     removed = 0
     for group in groups:
         for path in _reserved(group.root):
             st = _regular(path)
-            if st is not None and st.st_mtime < limit:
+            if st is not None and st.st_mtime < limit and str(path) not in busy:
                 try:
                     os.unlink(path)
                     removed += 1
@@ -276,14 +245,19 @@ def purge_partials(groups: Sequence[Group], settings: FtpSettings) -> int:
     return removed
 
 
-def _has_facts(queue: JobQueue, detected: Detected) -> set[str]:
-    row = queue.db.lookup("SELECT dedupe FROM uploads WHERE dedupe = ?", (detected.dedupe(),))
-    return {str(row)} if row else set()
+def _link(src: Path, dest: Path) -> None:
+    try:
+        os.link(src, dest)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        # No hard links here (some network file systems): a rename, refusing a name that is taken.
+        if os.path.lexists(dest):
+            raise FileExistsError(errno.EEXIST, "exists", str(dest)) from None
+        os.rename(src, dest)
 
 
 def _reserved(root: Path) -> list[Path]:
-    from flowd.hotfolder import UPLOAD_PREFIX
-
     found: list[Path] = []
     stack = [root]
     while stack:
@@ -319,5 +293,3 @@ def _regular(path: Path) -> os.stat_result | None:
     except OSError:
         return None
     return st if stat.S_ISREG(st.st_mode) else None
-
-

@@ -30,6 +30,7 @@ from flowd.ftp.intake import Group, Intake, TempNames, purge_partials, recover
 from flowd.ftp.session import Authorizer, Bans, Mailbox, ServerContext, make_handler
 from flowd.hotfolder import build_folders, ftp_source
 from flowd.queue import JobQueue
+from flowd.upload_facts import FACTS_KEY
 
 DRAIN_SECONDS = 5.0  # how long transfers in progress may still run after a stop
 
@@ -84,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ioloop = IOLoop()
     mailbox = Mailbox(ioloop)
-    intake = Intake(queue, settings, lambda n: tell(f"queued {n}"))
+    intake = Intake(queue, settings, db.secret(FACTS_KEY), lambda n: tell(f"queued {n}"))
     ctx = ServerContext(settings, db, groups, intake, mailbox, Bans(settings.ban_after, settings.ban_seconds),
                         Authorizer(groups))
     handler = make_handler(ctx, TempNames(settings.temp_names))
@@ -143,14 +144,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def hourly() -> None:
         while not stopping.wait(3600):
-            n = purge_partials(list(groups.values()), settings)
+            n = purge_partials(list(groups.values()), settings, set(ctx.writing))
             if n:
                 logger.info("FTP: removed {} partial upload(s) older than {} h", n, settings.keep_partial_hours)
 
     threading.Thread(target=hourly, name="ftp-purge", daemon=True).start()
     tell(f"ready {port}")
     try:
-        ioloop.loop(timeout=1.0, blocking=True)
+        ioloop.loop(timeout=None, blocking=True)  # polls until the next timer (login delays, drains) is due
     finally:
         intake.stop()  # every upload already received is queued before the process ends
         ctx.verifier.shutdown(wait=False, cancel_futures=True)

@@ -1,8 +1,8 @@
 """One FTP control connection: login, bans, permissions, and replies that wait for intake.
 
-Everything here runs on the server's I/O loop and must return quickly. The slow parts go elsewhere: the
-scrypt check of a password to a small thread pool (its result comes back through the Mailbox), a finished
-upload to the intake thread (which posts the `226` back the same way).
+Everything here runs on the server's I/O loop and must return quickly. The slow part goes elsewhere: the
+scrypt check of a password runs in a small thread pool, and its result comes back through the Mailbox.
+A finished upload is taken by Intake.arrive (local system calls only) before its reply is sent.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from flowd.ftp._lib import (
     TLS_DTPHandler,
     TLS_FTPHandler,
 )
-from flowd.ftp.fs import FlowdFS, hidden, is_hidden
-from flowd.ftp.intake import Arrival, Group, Intake, Partial, TempNames
+from flowd.ftp.fs import FlowdFS, hidden, is_hidden, visible
+from flowd.ftp.intake import Arrival, Group, Intake, TempNames
 from flowd.ftp.passwords import verify_password, verify_unknown
 from flowd.ftp.users import FtpUser
 
@@ -171,6 +171,9 @@ class ServerContext:
     bans: Bans
     authorizer: Authorizer
     verifier: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(2, "ftp-login"))
+    # Reserved names being written by some session now: a second STOR to the same name is refused
+    # instead of writing into the same file.
+    writing: set[str] = field(default_factory=set)
 
 
 class Session:
@@ -205,13 +208,6 @@ class Session:
             super().respond(resp)  # type: ignore[misc]
         else:
             super().respond(resp, logfun)  # type: ignore[misc]
-
-    def reply_later(self, text: str) -> None:
-        """A reply from another thread."""
-        def send() -> None:
-            if not self._closed:
-                self.respond(text)
-        self.ctx.mailbox.post(send)
 
     @property
     def protocol(self) -> str:
@@ -295,22 +291,18 @@ class Session:
         if src and self.is_temp(src) and not self.is_temp(path) and not os.path.isdir(src) \
                 and not os.path.isdir(path):
             self._rnfr = None
-            target = hidden(path)
-            if os.path.lexists(target):
+            if hidden(path) in self.ctx.writing:
                 self.respond("450 An upload to that name is in progress; try again later.")
                 return
-            try:
-                os.rename(src, target)
-            except OSError as exc:
-                self.respond(f"550 {exc.strerror}.")
-                return
-            self._arrived(target, "RNTO")
+            self._arrived(src, path, "RNTO")
             return
         if not self.user.can("delete") and os.path.lexists(path):
             self._rnfr = None
             self.respond("550 Not enough privileges to replace an existing file.")
             return
-        super().ftp_RNTO(path)  # type: ignore[misc]
+        if super().ftp_RNTO(path) and os.path.isfile(path):  # type: ignore[misc]
+            # An upload renamed while its facts are fresh: the watcher leaves such files to this server.
+            self.ctx.intake.renamed(self.ctx.groups[self.user.group], Path(path))
 
     def ftp_STOU(self, line: str) -> None:
         self.respond("502 STOU is not supported; upload with STOR.")
@@ -318,24 +310,57 @@ class Session:
     def ftp_SITE_CHMOD(self, path: str, mode: str) -> None:
         self.respond("550 Not enough privileges.")
 
-    # -- transfers -----------------------------------------------------------------------------------
+    # -- transfers ---------------------------------------------------------------------------------
+    def claim(self, path: str) -> bool:
+        """Reserve a name for this session's upload (FlowdFS.open); False if another upload holds it."""
+        if path in self.ctx.writing:
+            return False
+        self.ctx.writing.add(path)
+        self._mine().add(path)
+        return True
+
+    def release(self, path: str) -> None:
+        self.ctx.writing.discard(path)
+        self._mine().discard(path)
+
+    def _mine(self) -> set[str]:
+        mine: set[str] | None = self.__dict__.get("_claimed")
+        if mine is None:
+            mine = self.__dict__["_claimed"] = set()
+        return mine
+
+    def close(self) -> None:
+        for path in list(self._mine()):  # a STOR whose data connection never came
+            self.release(path)
+        super().close()  # type: ignore[misc]
+
     def on_file_received(self, file: str) -> None:
         self.hold_completion = False
         if not is_hidden(file):
             return
-        self._arrived(file, "STOR")
+        try:
+            self._arrived(file, visible(file), "STOR")
+        finally:
+            self.release(file)
 
     def on_incomplete_file_received(self, file: str) -> None:
         self.hold_completion = False
-        if not is_hidden(file) or self.user is None:
-            return
-        self.ctx.intake.submit(Partial(Path(file), self.ctx.groups[self.user.group], self.username,
-                                       self.remote_ip, "transfer aborted or timed out"))
+        self.release(file)
+        if is_hidden(file) and self.user is not None:
+            self.ctx.intake.partial(Path(file), self.ctx.groups[self.user.group], self.username, self.remote_ip,
+                                    "transfer aborted or timed out")
 
-    def _arrived(self, file: str, verb: str) -> None:
+    def _arrived(self, file: str, final: str, verb: str) -> None:
         assert self.user is not None
-        self.ctx.intake.submit(Arrival(Path(file), self.ctx.groups[self.user.group], self.username,
-                                       self.remote_ip, self.protocol, self.reply_later, verb))
+        item = Arrival(Path(file), Path(final), self.ctx.groups[self.user.group], self.username, self.remote_ip,
+                       self.protocol, verb)
+        try:
+            reply = self.ctx.intake.arrive(item)
+        except OSError as exc:
+            logger.warning("FTP upload {} by {}: {}", final, self.username, exc)
+            reply = f"451 The upload could not be queued ({exc.strerror}); send it again."
+        if not self._closed:
+            self.respond(reply)
 
     if TYPE_CHECKING:  # pyftpdlib's, reached through the MRO; declared for the type checker only
         def close_when_done(self) -> None: ...

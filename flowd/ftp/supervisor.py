@@ -17,10 +17,12 @@ START_TIMEOUT = 20.0
 
 
 class FtpSupervisor:
-    def __init__(self, config_file: str, log_format: str, on_queued: Callable[[], None]) -> None:
+    def __init__(self, config_file: str, log_format: str, on_queued: Callable[[], None],
+                 on_crash: Callable[[], None] | None = None) -> None:
         self.config_file = config_file
         self.log_format = log_format
         self.on_queued = on_queued
+        self.on_crash = on_crash
         self.port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._stopping = False
@@ -90,6 +92,8 @@ class FtpSupervisor:
             if self._stopping or proc is not self._proc:
                 return
         self._failures += 1
+        if self.on_crash is not None:
+            self.on_crash()
         delay = min(60.0, 2.0 ** self._failures)
         logger.error("FTP server exited unexpectedly (status {}); restarting in {:.0f} s", code, delay)
         time.sleep(delay)
