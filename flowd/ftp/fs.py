@@ -99,16 +99,26 @@ class FlowdFS(AbstractedFS):  # type: ignore[misc]
     def listdirinfo(self, path: str) -> list[str]:
         return self.listdir(path)
 
+    def readlink(self, path: str) -> str:
+        """A symlink's target as the user sees paths, never the server's own paths."""
+        real = os.path.realpath(path)
+        root = os.path.realpath(self.root)
+        if real == root or real.startswith(root + os.sep):
+            return "/" + os.path.relpath(real, root).replace(os.sep, "/").removeprefix(".")
+        return "(outside this folder)"
+
     def mkstemp(self, *args: Any, **kwargs: Any) -> Any:
         raise FilesystemError("STOU is not supported; upload with STOR")
 
 
 def _open_for_write(path: str, flags: int) -> int:
-    # O_NOFOLLOW: a symlink planted under the reserved name must not redirect the upload.
-    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    # O_NOFOLLOW: a symlink planted under the reserved name must not redirect the upload; O_NONBLOCK: a
+    # FIFO planted there must not hang the server in open() (it fails at once without a reader).
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise FilesystemError("not a regular file")
+    os.set_blocking(fd, True)
     return fd
 
 

@@ -110,7 +110,8 @@ class Bans:
         return False
 
     def succeeded(self, ip: str) -> None:
-        self._failures.pop(ip, None)
+        """Nothing: a good login must not wipe earlier failures, or one valid account would let an address
+        guess other accounts' passwords forever (failures expire with the window instead)."""
 
 
 class Authorizer(DummyAuthorizer):  # type: ignore[misc]
@@ -221,6 +222,10 @@ class Session:
         if not self.username:
             self.respond("503 Login with USER first.")
             return
+        if self.ctx.bans.banned(self.remote_ip):  # a connection opened before the ban gets no more guesses
+            self.respond("421 Too many failed logins; this address is refused for a while.")
+            self.close_when_done()
+            return
         name, password = self.username, line
         self.del_channel()  # no further commands until the password is checked
         ctx = self.ctx
@@ -303,6 +308,12 @@ class Session:
         if super().ftp_RNTO(path) and os.path.isfile(path):  # type: ignore[misc]
             # An upload renamed while its facts are fresh: the watcher leaves such files to this server.
             self.ctx.intake.renamed(self.ctx.groups[self.user.group], Path(path))
+
+    def ftp_STOR(self, file: str, mode: str = "w") -> Any:
+        if hidden(file) in self.ctx.writing:  # 450: clients retry a transient refusal later
+            self.respond("450 An upload to that name is in progress; try again later.")
+            return None
+        return super().ftp_STOR(file, mode)  # type: ignore[misc]
 
     def ftp_STOU(self, line: str) -> None:
         self.respond("502 STOU is not supported; upload with STOR.")
