@@ -34,6 +34,8 @@ from flowd.queue import Detected, JobQueue, display
 from flowd.sniff import SNIFF_BYTES, sniff
 from flowd.storage.base import incremented
 
+QUEUE_LINGER = 0.01  # seconds the queue thread gathers accepted uploads before one transaction
+
 
 @dataclass(frozen=True, slots=True)
 class Group:
@@ -134,8 +136,9 @@ class Intake:
         except FileNotFoundError:
             pass  # renamed rather than linked (no hard links on this file system)
         self._jobs.put(detected)
-        logger.info("FTP upload {}:{} by {} from {} ({} bytes) accepted", item.group.name, display(detected.relpath),
-                    item.user, item.client, st.st_size)
+        # DEBUG, like the workers' line per job: the job's trace is the record (who, from where, when).
+        logger.debug("FTP upload {}:{} by {} from {} ({} bytes) accepted", item.group.name,
+                     display(detected.relpath), item.user, item.client, st.st_size)
         return done + (f"; stored as {dest.name} (the name was taken)." if dest != item.final else ".")
 
     def renamed(self, group: Group, path: Path) -> None:
@@ -176,6 +179,10 @@ class Intake:
             first = self._jobs.get()
             stop = first is None
             batch = [] if first is None else [first]
+            if not stop:
+                # Uploads finish one by one: gathering those of the next few milliseconds makes one
+                # transaction of many, and keeps this thread from taking the GIL from the I/O loop per upload.
+                time.sleep(QUEUE_LINGER)
             while len(batch) < 500:
                 try:
                     item = self._jobs.get_nowait()
