@@ -40,12 +40,13 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check flowd tests benchmarks
 	$(BIN)/mypy flowd
 
-# Routing throughput and latency (vs organize), metadata and imaging (vs exiftool and ImageMagick), then
-# uploads to Azurite (vs the Azure SDK alone).
+# Routing throughput and latency (vs organize), metadata and imaging (vs exiftool and ImageMagick),
+# uploads to Azurite (vs the Azure SDK alone), then FTP uploads (vs a bare pyftpdlib server).
 bench: $(VENV)/.installed-bench node_modules/.installed
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/images.py $(IMAGES_ARGS)
 	$(BIN)/python benchmarks/adls.py $(ADLS_ARGS)
+	$(BIN)/python benchmarks/ftp.py $(FTP_ARGS)
 
 clean:
 	rm -rf var .pytest_cache benchmarks/work

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ftplib
 import io
+import json
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -101,8 +103,14 @@ def test_fifty_concurrent_clients_upload_a_thousand_files(ftp: FtpSite) -> None:
     assert not [p for p in left if Path(p).name.startswith(".flowd-upload.")], left
     assert not left, list(left)[:10]  # every source removed once stored (after = delete)
     log = ftp.log()
-    assert log.count("FTP upload photographers:") == total
-    assert "Traceback" not in log and "ERROR" not in log
+    assert log.count("FTP login load") == CLIENTS
+    assert "Traceback" not in log and "ERROR" not in log and "WARNING" not in log
+    db = sqlite3.connect(f"file:{ftp.root / 'var' / 'flowd.db'}?mode=ro", uri=True)
+    try:  # every job's trace says who uploaded it
+        users = [json.loads(body).get("upload", {}).get("user") for (body,) in db.execute("SELECT body FROM traces")]
+    finally:
+        db.close()
+    assert users == ["load"] * total
     print(f"{total} uploads from {CLIENTS} clients in {uploaded:.1f} s")
 
 
