@@ -37,6 +37,19 @@ def _name(value: str) -> str:
 
 
 Name = Annotated[str, AfterValidator(_name)]
+
+
+def _target(value: str | None) -> str | None:
+    """An `output` names a storage and a container (lake:assets), checked like a rule's target."""
+    if value is not None:
+        try:
+            parse_target(value)
+        except TargetError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+Output = Annotated[str | None, AfterValidator(_target)]
 DEFAULT_IGNORE = ["*.part", "*.tmp", "*.crdownload", "~$*", ".*"]
 
 
@@ -188,7 +201,7 @@ class HotFolder(BaseModel):
     name: Name
     tenant: Name = "default"
     path: str
-    output: str | None = None
+    output: Output = None
     recursive: bool = True
     stable_seconds: float = Field(2, ge=0, le=86400)
     ignore: list[str] = Field(default_factory=lambda: list(DEFAULT_IGNORE))
@@ -207,16 +220,6 @@ class HotFolder(BaseModel):
         if value in ("delete", "keep") or (value.startswith("move:") and len(value) > 5):
             return value
         raise ValueError("must be delete, keep or move:<folder>")
-
-    @field_validator("output")
-    @classmethod
-    def _output(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                parse_target(value)
-            except TargetError as exc:
-                raise ValueError(str(exc)) from None
-        return value
 
     @field_validator("ignore")
     @classmethod
@@ -240,7 +243,7 @@ class FtpGroup(BaseModel):
     tenant: Name = "default"
     hotfolder: Name | None = None
     path: str | None = None  # the staging folder; default: DATA_DIR/ftp/NAME
-    output: str | None = None  # a staging group's default target ({output} in its rules)
+    output: Output = None  # a staging group's default target ({output} in its rules)
     errors: str = "hotfolders/error"  # where a staging group's quarantined uploads go
 
     @model_validator(mode="after")
@@ -248,16 +251,6 @@ class FtpGroup(BaseModel):
         if self.hotfolder is not None and self.path is not None:
             raise ValueError("set hotfolder (uploads land in that hot folder) or path (a staging folder), not both")
         return self
-
-    @field_validator("output")
-    @classmethod
-    def _output(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                parse_target(value)
-            except TargetError as exc:
-                raise ValueError(str(exc)) from None
-        return value
 
 
 def _port_range(value: str | None) -> str | None:

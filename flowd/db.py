@@ -185,6 +185,11 @@ class Database:
     def lookup(self, sql: str, params: tuple[Any, ...]) -> Any:
         """One value by a tiny hot-path query on this thread's own DBAPI connection: no pool checkout and
         no statement compilation per call (the per-asset ledger lookup was a fifth of all CPU time)."""
+        row = self.lookup_row(sql, params)
+        return row[0] if row else None
+
+    def lookup_row(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """One row of a tiny hot-path query (see `lookup`)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = self.engine.raw_connection()
@@ -195,20 +200,6 @@ class Database:
         finally:
             cur.close()
             conn.rollback()  # end the read at once: never hold a snapshot or a lock between calls
-        return row[0] if row else None
-
-    def lookup_row(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        """One row, the way `lookup` reads one value."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self.engine.raw_connection()
-        cur = conn.cursor()
-        try:
-            cur.execute(sql if self.is_sqlite else sql.replace("?", "%s"), params)
-            row = cur.fetchone()
-        finally:
-            cur.close()
-            conn.rollback()
         return tuple(row) if row else None
 
     def secret(self, name: str) -> bytes:
