@@ -373,14 +373,18 @@ class WorkerPool:
             self._threads.append(t)
 
     def notify(self) -> None:
+        """New work: one idle worker claims it. A worker that finds a full batch wakes the next, so a backlog
+        still spreads over all of them; while work trickles in, one worker takes what gathered during its
+        last batch, instead of every worker waking for every few files and each claiming a handful."""
         with self._wake:
             self._pending = True
-            self._wake.notify_all()
+            self._wake.notify()
 
     def stop(self, timeout: float | None = None) -> None:
         """Drain: workers finish the batch in hand, then exit."""
         self._stop.set()
-        self.notify()
+        with self._wake:
+            self._wake.notify_all()
         for t in self._threads:
             t.join(timeout)
 
@@ -393,6 +397,8 @@ class WorkerPool:
                 try:
                     batch = queue.claim(self.batch_size)
                     while batch:
+                        if len(batch) >= self.batch_size:
+                            self.notify()  # there may be more: a peer takes the next batch meanwhile
                         more = 0 if self._stop.is_set() else self.batch_size
                         _results, batch = self.processor.run_batch(batch, more)
                 finally:

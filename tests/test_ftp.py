@@ -1021,3 +1021,27 @@ def test_sighup_with_a_new_group_restarts_the_ftp_server(site: FtpSite, photo: b
     client.quit()
     site.settled(1)
     assert tree(site.lake) == {"agency/hup.jpg": photo}
+
+
+def test_passive_ports_masquerade_address_and_banner_are_what_clients_get(site: FtpSite, photo: bytes) -> None:
+    """Behind NAT a server must name its public address in PASV replies and open data ports only in the
+    range the firewall lets through."""
+    with socket.socket() as probe:  # a free range on this machine: the port a probe got and the next ones
+        probe.bind(("127.0.0.1", 0))
+        first = max(probe.getsockname()[1], 20000)
+    first = min(first, 65000)
+    site.configure_ftp(passive_ports=f"{first}-{first + 20}", masquerade_address="203.0.113.7",
+                       banner="Example Media drop box")
+    site.add_user("ana")
+    site.start()
+    client = site.connect()
+    assert "Example Media drop box" in client.getwelcome()
+    client.login("ana", PASSWORD)
+    reply = client.sendcmd("PASV")
+    numbers = [int(n) for n in re.search(r"\((\d+(?:,\d+){5})\)", reply).group(1).split(",")]  # type: ignore[union-attr]
+    assert numbers[:4] == [203, 0, 113, 7], reply
+    assert first <= numbers[4] * 256 + numbers[5] <= first + 20, reply
+    epsv = client.sendcmd("EPSV")
+    port = int(re.search(r"\(\|\|\|(\d+)\|\)", epsv).group(1))  # type: ignore[union-attr]
+    assert first <= port <= first + 20, epsv
+    client.close()
