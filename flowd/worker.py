@@ -164,7 +164,8 @@ class Processor:
         asset = Asset(job.id, job.tenant, job.hotfolder, folder.root, job.relpath, job.size, job.mtime_ns,
                       detected, folder.spec.output, job.relpath.rsplit("/", 1)[-1],
                       disposable=folder.spec.after == "delete", upload=upload)
-        if folder.spec.incomplete_seconds:
+        # An FTP upload was checked for completeness before its 226 (its facts say it passed): not again.
+        if folder.spec.incomplete_seconds and upload is None:
             waiting = self._incomplete(rt, folder.spec.incomplete_seconds, folder.spec.stable_seconds, job, asset,
                                        trace, folder)
             if waiting is not None:
