@@ -608,8 +608,8 @@ def results_markdown(args: argparse.Namespace, medians: dict[str, Run], rounds: 
              "(its server CPU includes that processing, after the uploads).",
              "- seconds: first STOR to last 226; the median round by seconds; peak RSS the highest of the rounds "
              "(the sum over the server's process tree); STOR to 226: each upload's time as its client saw it. "
-             "The bare server only puts the bytes in the page cache; flowd also makes them durable (the "
-             "lake's syncfs per batch) before a job is done. The contenders' files are removed and the file "
+             "The bare server only puts the bytes in the page cache; flowd also makes them durable (fsync) "
+             "before a job is done. The contenders' files are removed and the file "
              "system synced between runs.", "",
              "**flowd latency, per upload, from the client's 226 to the asset stored and to the job finished.**", "",
              latency_table(flowd_runs), ""]
