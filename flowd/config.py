@@ -50,6 +50,16 @@ def _target(value: str | None) -> str | None:
 
 
 Output = Annotated[str | None, AfterValidator(_target)]
+
+
+def _file_globs(value: list[str]) -> list[str]:
+    for pattern in value:
+        if not pattern or "/" in pattern:
+            raise ValueError(f"pattern {pattern!r} must be a non-empty file-name glob without '/'")
+    return value
+
+
+FileGlobs = Annotated[list[str], AfterValidator(_file_globs)]
 DEFAULT_IGNORE = ["*.part", "*.tmp", "*.crdownload", "~$*", ".*"]
 
 
@@ -204,7 +214,7 @@ class HotFolder(BaseModel):
     output: Output = None
     recursive: bool = True
     stable_seconds: float = Field(2, ge=0, le=86400)
-    ignore: list[str] = Field(default_factory=lambda: list(DEFAULT_IGNORE))
+    ignore: FileGlobs = Field(default_factory=lambda: list(DEFAULT_IGNORE))
     after: str = "delete"
     unmatched: str = "leave"
     errors: str = "hotfolders/error"
@@ -221,13 +231,6 @@ class HotFolder(BaseModel):
             return value
         raise ValueError("must be delete, keep or move:<folder>")
 
-    @field_validator("ignore")
-    @classmethod
-    def _ignore(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            if not pattern or "/" in pattern:
-                raise ValueError(f"ignore pattern {pattern!r} must be a non-empty file-name glob without '/'")
-        return value
 
 
 FTP_TEMP_NAMES = ["*.part", "*.filepart", ".in.*", "*.tmp"]
@@ -281,7 +284,7 @@ class FtpSettings(BaseModel):
     max_connections_per_ip: int = Field(16, ge=1, le=10000)
     partial: Literal["delete", "keep"] = "delete"  # an aborted or cut-short upload: removed, or kept for REST/APPE
     keep_partial_hours: float = Field(24, gt=0, le=24 * 365)  # kept partial uploads older than this are removed
-    temp_names: list[str] = Field(default_factory=lambda: list(FTP_TEMP_NAMES))  # processed when renamed away
+    temp_names: FileGlobs = Field(default_factory=lambda: list(FTP_TEMP_NAMES))  # processed when renamed away
     login_failure_delay: float = Field(2, ge=0, le=60)  # seconds before a wrong password is answered
     ban_after: int = Field(5, ge=1, le=1000)  # failed logins from one address within ban_seconds ...
     ban_seconds: float = Field(600, ge=1, le=7 * 86400)  # ... ban it this long
@@ -295,13 +298,6 @@ class FtpSettings(BaseModel):
             raise ValueError("listen is HOST:PORT, e.g. \"0.0.0.0:2121\" or \"[::]:2121\"")
         return value
 
-    @field_validator("temp_names")
-    @classmethod
-    def _temp_names(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            if not pattern or "/" in pattern:
-                raise ValueError(f"temp name pattern {pattern!r} must be a non-empty file-name glob without '/'")
-        return value
 
     @model_validator(mode="after")
     def _tls(self) -> FtpSettings:
