@@ -77,7 +77,8 @@ class Mailbox(AsyncChat):  # type: ignore[misc]
 
 class Bans:
     """Failed logins per client address; after `after` of them within `seconds`, the address is refused
-    for `seconds` (whatever user name it tries next)."""
+    for `seconds` (whatever user name it tries next). A good login does not wipe earlier failures, or one
+    valid account would let an address guess other accounts' passwords forever: they expire instead."""
 
     def __init__(self, after: int, seconds: float) -> None:
         self.after = after
@@ -109,9 +110,6 @@ class Bans:
             self._failures.clear()
         return False
 
-    def succeeded(self, ip: str) -> None:
-        """Nothing: a good login must not wipe earlier failures, or one valid account would let an address
-        guess other accounts' passwords forever (failures expire with the window instead)."""
 
 
 class Authorizer(DummyAuthorizer):  # type: ignore[misc]
@@ -203,7 +201,7 @@ class Session:
 
     def respond(self, resp: str, logfun: Any = None) -> None:
         if self.hold_completion and resp.startswith("226"):
-            self.hold_completion = False  # the intake answers once the upload is queued (or refused)
+            self.hold_completion = False  # Intake.arrive's reply replaces it (226 once in place, or 426/451)
             return
         if logfun is None:
             super().respond(resp)  # type: ignore[misc]
@@ -233,7 +231,8 @@ class Session:
         def check() -> FtpUser | None:
             user = users.get(ctx.db, name)
             if user is None or user.group not in ctx.groups:
-                return None if verify_unknown(password) else None
+                verify_unknown(password)  # as long as a real check: the timing tells no user names
+                return None
             return user if verify_password(password, user.hash) else None
 
         future = ctx.verifier.submit(check)
@@ -256,7 +255,6 @@ class Session:
             return
         self.user = user
         self.ctx.authorizer.active[name] = user
-        self.ctx.bans.succeeded(self.remote_ip)
         self.username = name
         self.handle_auth_success(str(self.ctx.groups[user.group].root), password, f"Welcome {name}.")
         logger.info("FTP login {} (group {}, {}) from {} over {}", name, user.group, ",".join(sorted(user.perms)),
