@@ -77,12 +77,12 @@ class Daemon:
         self.pool.start()
         self.listeners: list[QueueListener] = []
         self._start_listeners()
+        self.tracker.start()
         try:
             self._start_ftp()
-        except FlowdError:
+        except FlowdError:  # e.g. its port is taken: say so and stop, rather than run without it
             self._shutdown()
             raise
-        self.tracker.start()
         folders = [f for f in self.runtime.folders.values() if f.spec.enabled]
         for folder in folders:
             self.watcher.watch(folder)

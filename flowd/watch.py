@@ -79,7 +79,8 @@ class Tracker:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+        if self._thread.ident is not None:  # started (a daemon that failed to start may stop before)
+            self._thread.join(5)
 
     def forget_folder(self, name: str) -> None:
         with self._lock:

@@ -1045,3 +1045,17 @@ def test_passive_ports_masquerade_address_and_banner_are_what_clients_get(site: 
     port = int(re.search(r"\(\|\|\|(\d+)\|\)", epsv).group(1))  # type: ignore[union-attr]
     assert first <= port <= first + 20, epsv
     client.close()
+
+
+def test_a_taken_port_stops_the_daemon_with_a_clear_message(site: FtpSite) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        site.configure_ftp(listen=f"127.0.0.1:{port}")
+        site.rules("rules:\n  - name: all\n    do: [{store: {to: \"{output}/{name}\"}}]\n")
+        proc = site.start(wait_ready=False)
+        assert proc.wait(60) == 1
+    log = site.log()
+    assert f"cannot listen on 127.0.0.1:{port}" in log and "the FTP server did not start" in log, log
+    assert "Traceback" not in log, log
