@@ -152,3 +152,42 @@ def test_ftp_settings_defaults_are_safe() -> None:
     assert not FtpSettings(tls_cert="c.pem", require_tls=False).tls_required
     assert FtpSettings(passive_ports="60000-60002").ports() == [60000, 60001, 60002]
     assert FtpSettings(listen="[::1]:21").host == "::1"
+
+
+def test_on_a_file_system_without_user_xattrs_the_facts_go_to_the_database(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some mounts (SMB, some NFS) refuse user xattrs: the upload's facts are then recorded in the database,
+    keyed like its job, before the file takes its final name, and the worker finds them there."""
+    from flowd import upload_facts
+    from flowd.config import load_config
+    from flowd.db import Database
+    from flowd.ftp.intake import Arrival, Group, Intake
+    from flowd.hotfolder import build_folders
+    from flowd.queue import JobQueue
+
+    (tmp_path / "flowd.toml").write_text(
+        '[flowd]\ndata_dir = "var"\ndatabase_url = "sqlite:///var/flowd.db"\n'
+        '[storage.lake]\nkind = "local"\nroot = "lake"\n'
+        '[[hotfolders]]\nname = "inbox"\npath = "hot"\n'
+        '[ftp]\n[[ftp.groups]]\nname = "photographers"\nhotfolder = "inbox"\n')
+    config = load_config(tmp_path / "flowd.toml")
+    config.data_dir.mkdir()
+    db = Database(config.database_url)
+    queue = JobQueue(db)
+    folder = build_folders(config)["inbox"]
+    folder.root.mkdir()
+    group = Group("photographers", "default", folder)
+    monkeypatch.setattr(upload_facts, "tag", lambda *_args: False)  # what setxattr's ENOTSUP makes of it
+    intake = Intake(queue, config.settings.ftp, db.secret(upload_facts.FACTS_KEY), lambda _n: None)
+    intake.start()
+    reserved = folder.root / ".flowd-upload.a.txt"
+    reserved.write_bytes(b"hello")
+    reply = intake.arrive(Arrival(reserved, folder.root / "a.txt", group, "ana", "192.0.2.7", "ftps"))
+    intake.stop()
+    assert reply.startswith("226") and (folder.root / "a.txt").read_bytes() == b"hello" and not reserved.exists()
+    assert upload_facts.read(folder.root / "a.txt", b"k") is None  # no xattr on the file
+    [job] = queue.claim(10)
+    found = queue.upload_of(job)
+    assert found is not None and (found.user, found.group, found.client, found.protocol) == \
+        ("ana", "photographers", "192.0.2.7", "ftps")
+    db.close()
