@@ -31,6 +31,8 @@ SCHEDULE_HELP = ('{every: 30s} (also 10m, 2h, 1d), {cron: "15 * * * *"} with an 
                  '(e.g. "Europe/Oslo"; default: this machine\'s zone)')
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MINUTE = timedelta(minutes=1)
+_LOOK_BACK = timedelta(hours=3)  # more than any zone's clock change
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 
 
 def local_zone_name() -> str:
@@ -77,16 +79,30 @@ class Schedule:
             n = math.floor((t - _EPOCH).total_seconds() / self.every) + 1
             return _EPOCH + timedelta(seconds=n * self.every)
         zone = self.zone
-        wall = _wall(t, zone)
-        for _ in range(100_000):  # a wall time that fires at or before `t` (fold, gap): look further
+        fast = self._wall_cron.get_next_fire_time(None, (_wall(t, zone) + _MINUTE).replace(
+            second=0, microsecond=0, tzinfo=UTC))
+        if fast is not None:
+            instant = _instant(fast.replace(tzinfo=None), zone)
+            if instant > t and (t - _LOOK_BACK).astimezone(zone).utcoffset() == \
+                    (instant + _LOOK_BACK).astimezone(zone).utcoffset():
+                return instant  # no clock change anywhere near: wall order is instant order
+        # Around a change wall times are not in the order of their instants (02:30 in the spring gap fires at
+        # 01:30 UTC, after 03:00 CEST at 01:00 UTC): look from a little before t and keep the earliest.
+        wall = _wall(t - _LOOK_BACK, zone)
+        best: datetime | None = None
+        for _ in range(100_000):
             candidate = self._wall_cron.get_next_fire_time(None, (wall + _MINUTE).replace(second=0, microsecond=0,
                                                                                           tzinfo=UTC))
             if candidate is None:
                 break
             wall = candidate.replace(tzinfo=None)
+            if best is not None and wall > _wall(best, zone) + _LOOK_BACK:
+                return best
             instant = _instant(wall, zone)
-            if instant > t:
-                return instant
+            if instant > t and (best is None or instant < best):
+                best = instant
+        if best is not None:
+            return best
         raise ValueError(f"schedule {self.describe()} never fires after {t.isoformat()}")
 
     def last_at_or_before(self, t: datetime, since: datetime | None = None) -> datetime | None:
@@ -181,9 +197,12 @@ class FlowdTrigger(BaseTrigger):  # type: ignore[misc]
         self.schedule = schedule
 
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
-        start = previous_fire_time if previous_fire_time is not None and previous_fire_time > now else now
-        # "at or after now": APScheduler asks with now = the moment it computes.
-        return self.schedule.next_after(start - timedelta(microseconds=1))
+        # At or after now, and strictly after the previous firing: APScheduler collects run times in a loop
+        # `while next <= now`, which a trigger returning its previous firing again would never leave.
+        start = now - timedelta(microseconds=1)
+        if previous_fire_time is not None and previous_fire_time > start:
+            start = previous_fire_time
+        return self.schedule.next_after(start)
 
     def __str__(self) -> str:
         return self.schedule.describe()
@@ -195,8 +214,50 @@ class FlowdTrigger(BaseTrigger):  # type: ignore[misc]
 def _cron(expr: str) -> CronTrigger:
     cached = _CRONS.get(expr)
     if cached is None:
-        cached = _CRONS[expr] = CronTrigger.from_crontab(expr, timezone=UTC)
+        minute, hour, day, month, dow = expr.split()
+        # APScheduler 3 counts weekdays from 0 = Monday (its documented historical mistake); cron from
+        # 0 = Sunday, with 7 = Sunday too. Numbers become names, which both read the same way.
+        cached = _CRONS[expr] = CronTrigger(minute=minute, hour=hour, day=day, month=month,
+                                            day_of_week=_weekdays(dow), timezone=UTC)
     return cached
+
+
+def _weekdays(field: str) -> str:
+    """A cron day-of-week field (0-7, names, ranges, lists, steps) as APScheduler's names."""
+    if field == "*":
+        return "*"
+    days: set[int] = set()
+    for item in field.split(","):
+        base, _, step_text = item.partition("/")
+        step = int(step_text) if step_text.isdigit() and int(step_text) > 0 else None
+        if step_text and step is None:
+            raise ValueError(f"day of week: bad step in {item!r}")
+        if base == "*":
+            first, last = 0, 6
+        else:
+            low, _, high = base.partition("-")
+            first = _day(low)
+            last = _day(high) if high else (6 if step else first)
+            if high and _day_number(high) == 7:
+                last = 7
+        if last < first:
+            raise ValueError(f"day of week: range {base!r} runs backwards")
+        days.update(d % 7 for d in range(first, last + 1, step or 1))
+    return ",".join(_DAYS[d] for d in sorted(days))
+
+
+def _day(text: str) -> int:
+    number = _day_number(text)
+    return 0 if number == 7 else number
+
+
+def _day_number(text: str) -> int:
+    text = text.strip().lower()
+    if text.isdigit() and 0 <= int(text) <= 7:
+        return int(text)
+    if text[:3] in _DAYS and len(text) == 3:
+        return _DAYS.index(text[:3])
+    raise ValueError(f"day of week: {text!r} is not 0-7 (0 and 7 are Sunday) or a day name like mon")
 
 
 _CRONS: dict[str, CronTrigger] = {}
