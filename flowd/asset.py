@@ -86,6 +86,8 @@ class Asset:
     sidecar: Path | None = None
     origin: Origin | None = None  # set when the asset lives in a storage rather than in a hot folder
     upload: Upload | None = None  # set when the asset arrived over FTP
+    # The job request (JRF) that named this file: its keys, and "output_name" ({jrf.output})
+    request: dict[str, str] | None = None
     lazy: _Lazy = field(default_factory=_Lazy, compare=False, repr=False)
 
     @property
@@ -135,7 +137,7 @@ class Asset:
         # Spelled out rather than dataclasses.replace(), which costs more than the rest of a rename.
         return Asset(self.job_id, self.tenant, self.hotfolder, self.root, self.source_relpath, self.size,
                      self.mtime_ns, self.detected_at, self.output, name, self.disposable, self.content, self.sidecar,
-                     self.origin, self.upload, self.lazy)
+                     self.origin, self.upload, self.request, self.lazy)
 
     def derived(self, content: Path | None = None, name: str | None = None, sidecar: Path | None = None,
                 metadata: Metadata | None = None) -> Asset:
@@ -147,14 +149,14 @@ class Asset:
             lazy, size = _Lazy(mtime=self.lazy.mtime, metadata=metadata), content.stat().st_size
         return Asset(self.job_id, self.tenant, self.hotfolder, self.root, self.source_relpath, size,
                      self.mtime_ns, self.detected_at, self.output, name or self.name, self.disposable, content,
-                     sidecar or self.sidecar, self.origin, self.upload, lazy)
+                     sidecar or self.sidecar, self.origin, self.upload, self.request, lazy)
 
     def with_metadata(self, metadata: Metadata) -> Asset:
         """A view of this asset whose fields read from `metadata` (a macro's conditions see its edits)."""
         lazy = _Lazy(self.lazy.sha256, self.lazy.format, self.lazy.mtime, metadata, self.lazy.image, self.lazy.local)
         return Asset(self.job_id, self.tenant, self.hotfolder, self.root, self.source_relpath, self.size,
                      self.mtime_ns, self.detected_at, self.output, self.name, self.disposable, self.content,
-                     self.sidecar, self.origin, self.upload, lazy)
+                     self.sidecar, self.origin, self.upload, self.request, lazy)
 
     def metadata(self, table: FieldTable | None = None) -> Metadata:
         """The asset's metadata, read once. A file without readable metadata (a text file, a damaged

@@ -6,6 +6,7 @@ Every user error is one clear message and exit status 1; a traceback means a bug
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -102,6 +103,11 @@ def _parser() -> argparse.ArgumentParser:
     p = command("retry", cmd_retry, "Re-queue quarantined work (the file goes back into its hot folder).")
     p.add_argument("job", nargs="?", type=int)
     p.add_argument("--all", action="store_true")
+    p = command("sweep", cmd_sweep, "Run a sweep rule (one with over:) now, or list what it would do.")
+    p.add_argument("rule", help="the sweep rule's name")
+    p.add_argument("--dry-run", action="store_true", help="list what would be deleted or moved; touch nothing")
+    p.add_argument("--tenant", help="the rule's tenant, when several tenants have a rule of that name")
+    p.add_argument("--json", action="store_true", help="--dry-run: as JSON")
     p = command("ftp-user", cmd_ftp_user, "Manage the FTP server's users: add, passwd, remove, list.")
     p.add_argument("action", choices=["add", "passwd", "remove", "list"])
     p.add_argument("name", nargs="?", help="the user name (all actions but list)")
@@ -377,9 +383,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                 entry["waiting"] = conn.execute(select(func.count()).select_from(jobs).where(
                     jobs.c.state == "waiting", jobs.c.error.like(f"{entry['name']}:%"))).scalar_one()
     ftp = _ftp_state(config)
+    scheduled = _schedules(args, db)
     if args.json:
         print(json.dumps({"states": counts, "outcomes": outcomes, "nodes": [n.node_id for n in alive],
-                          "health": health, "ftp": ftp,
+                          "health": health, "ftp": ftp, "schedules": scheduled,
                           "quarantined": [{"job": q.id, "tenant": q.tenant, "file": f"{q.hotfolder}/{q.relpath}",
                                            "error": q.error} for q in quarantined],
                           "waiting": [{"job": w.id, "tenant": w.tenant, "file": f"{w.hotfolder}/{w.relpath}",
@@ -392,6 +399,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     if ftp is not None:
         print("ftp:    " + (f"listening on {ftp['host']}:{ftp['port']} ({'FTPS' if ftp['tls'] else 'FTP'}, pid {ftp['pid']})"
                             if ftp.get("running") else "not running"))
+    for entry in scheduled:
+        print(f"schedule: {entry['schedule']} {entry['when']}; " + (entry["next"] and f"next {when(entry['next'])}; " or "")
+              + (f"last run {entry['last']['id']} ({entry['last']['why']}) {entry['last']['state']} "
+                 f"{when(entry['last']['started'])}: {entry['last']['said']}" if entry.get("last") else "never run yet"))
     for entry in health:
         what = f"{entry['kind']} {entry['name']}" + (f" ({entry['where']})" if entry.get("where") else "")
         if entry["ok"]:
@@ -412,6 +423,44 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schedules(args: argparse.Namespace, db: Any) -> list[dict[str, Any]]:
+    """Each schedule of the config (sweep rules, scheduled and run-once hot folders): when it fires next,
+    and its last run with counts. Empty when the rules do not load (`flowd check` says why)."""
+    from datetime import UTC
+
+    from flowd.db import runs, schedules
+    from flowd.runtime import load_runtime
+    from flowd.scheduler import hotfolder_schedule, planned
+
+    try:
+        rt = load_runtime(args.config)
+    except ConfigErrors:
+        return []
+    items: list[tuple[str, str, float | None]] = [
+        (p.id, p.schedule.describe(), p.schedule.next_after(datetime.now(UTC)).timestamp()) for p in planned(rt).values()]
+    items += [(hotfolder_schedule(f.name), "run once", None) for f in rt.folders.values() if f.spec.run == "once"]
+    out = []
+    with db.read() as conn:
+        for pid, what, nxt in items:
+            last = conn.execute(select(runs).where(runs.c.schedule == pid).order_by(runs.c.id.desc()).limit(1)).first()
+            entry: dict[str, Any] = {"schedule": pid, "when": what, "next": nxt}
+            if what == "run once":
+                done = conn.execute(select(schedules.c.done).where(schedules.c.schedule == pid)).scalar()
+                entry["when"] = f"run once: done {when(done)}, folder disabled" if done else "run once: not yet run"
+                entry["disabled"] = bool(done)
+            if last is not None:
+                counts = json.loads(last.counts or "{}")
+                said = ", ".join(f"{n} {k}" for k, n in sorted(counts.get("outcomes", {}).items())) or (
+                    f"{last.queued} queued" if last.state != "done" else "nothing to do")
+                if last.error:
+                    said += f" ({last.error})"
+                entry["last"] = {"id": last.id, "slot": last.slot, "why": last.why, "state": last.state,
+                                 "started": last.started, "finished": last.finished, "seen": last.seen,
+                                 "queued": last.queued, "counts": counts, "said": said}
+            out.append(entry)
+    return out
+
+
 def _ftp_state(config: Any) -> dict[str, Any] | None:
     """The FTP server's own note of where it listens (var/ftp.json), if [ftp] is configured."""
     if config.settings.ftp is None:
@@ -422,6 +471,31 @@ def _ftp_state(config: Any) -> dict[str, Any] | None:
     except (OSError, ValueError, KeyError, TypeError):
         return {"running": False}
     return {"running": True, **state}
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from flowd.db import Database
+    from flowd.runtime import load_runtime
+    from flowd.sweep_cli import dry_run, find_rule, sweep_now
+
+    rt = load_runtime(args.config)
+    log.setup(rt.config.settings.flowd.log_level if not args.dry_run else "WARNING", "human")
+    rule = find_rule(rt, args.rule, args.tenant)
+    if not rule.enabled:
+        print(f"flowd: rule '{rule.name}' is disabled (enabled: false); enable it to sweep", file=sys.stderr)
+        return 1
+    rt.config.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(rt.config.database_url)
+    from flowd.engine import Engine
+
+    rt = dataclasses.replace(rt, engine=Engine(rt.rules, db.install_id))
+    try:
+        if args.dry_run:
+            return dry_run(rt, db, rule, sys.stdout, args.json)
+        with tempfile.TemporaryDirectory(prefix="sweep-", dir=rt.config.data_dir) as work:
+            return sweep_now(rt, db, rule, sys.stdout, Path(work))
+    finally:
+        db.close()
 
 
 def cmd_retry(args: argparse.Namespace) -> int:

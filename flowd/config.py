@@ -13,9 +13,18 @@ import socket
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 from sqlalchemy.engine import make_url
@@ -25,6 +34,9 @@ from flowd.errors import ConfigError, ConfigErrors
 from flowd.locate import toml_index, toml_line
 from flowd.target import TargetError, parse_target
 from flowd.validation import LineOf, config_errors, problems
+
+if TYPE_CHECKING:
+    from flowd.schedule import Schedule
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -60,6 +72,12 @@ def _file_globs(value: list[str]) -> list[str]:
 
 
 FileGlobs = Annotated[list[str], AfterValidator(_file_globs)]
+
+
+def _size(value: object) -> int:
+    from flowd.units import parse_size
+
+    return parse_size(value)
 DEFAULT_IGNORE = ["*.part", "*.tmp", "*.crdownload", "~$*", ".*"]
 
 
@@ -223,6 +241,44 @@ class HotFolder(BaseModel):
     # A JPEG without its end marker, a PNG without IEND ...: still being written. It waits this long for
     # the rest (re-checked each stability window), then it is quarantined as truncated. 0: never checked.
     incomplete_seconds: float = Field(300, ge=0, le=86400)
+    # When its files are processed: "always" (on arrival), "once" (what is there at the next start, then the
+    # folder is disabled, persisted), or a schedule ({every = "30s"}, {cron = "15 * * * *", timezone = ...})
+    # at which the files waiting in it are processed as one sweep.
+    run: str | dict[str, object] = "always"
+    extract_zip: bool | Literal["subfolder"] = False  # ZIP entries become assets (beside it, or in NAME/)
+    zip_max_bytes: Annotated[int, BeforeValidator(_size)] = 4 * 1024**3  # all entries, uncompressed
+    zip_max_entries: int = Field(10_000, ge=1, le=1_000_000)
+    zip_max_ratio: float = Field(200, ge=2, le=100_000)  # uncompressed / compressed, per entry
+    jrf: bool = False  # files starting with [JRF] are job requests naming the file to process
+    prf: bool = False  # write a .prf result beside each job request
+    remove_empty_folders: bool = False  # subfolders left empty once their files are processed are removed
+
+    @field_validator("run")
+    @classmethod
+    def _run(cls, value: str | dict[str, object]) -> str | dict[str, object]:
+        if isinstance(value, str):
+            if value in ("always", "once"):
+                return value
+            raise ValueError('expected "always", "once", {every = "30s"} or {cron = "15 * * * *"}')
+        from flowd.schedule import parse_schedule
+
+        parse_schedule(value)  # ValueError says what is wrong and what is allowed
+        return value
+
+    @property
+    def schedule(self) -> Schedule | None:
+        """The folder's run schedule; None for "always" and "once"."""
+        if isinstance(self.run, str):
+            return None
+        from flowd.schedule import parse_schedule
+
+        return parse_schedule(self.run)
+
+    @model_validator(mode="after")
+    def _prf(self) -> HotFolder:
+        if self.prf and not self.jrf:
+            raise ValueError("prf = true writes results of job requests: it needs jrf = true")
+        return self
 
     @field_validator("after")
     @classmethod
@@ -343,7 +399,20 @@ class Settings(BaseModel):
     hotfolders: list[HotFolder] = Field(default_factory=list)
     events: dict[Name, AzureQueueEventsSpec] = Field(default_factory=dict)
     ftp: FtpSettings | None = None
+    # Windows and UNC path prefixes (in job request files) -> local folders: '\\\\cfserver\\images' = "/srv/images"
+    path_map: dict[str, str] = Field(default_factory=dict)
     # Unique hot folder names are checked in cross_check, which knows the line of the second one.
+
+    @field_validator("path_map")
+    @classmethod
+    def _path_map(cls, value: dict[str, str]) -> dict[str, str]:
+        for prefix, local in value.items():
+            if not re.match(r"^(\\\\|//)[^\\/]+[\\/][^\\/]+|^[A-Za-z]:([\\/]|$)", prefix):
+                raise ValueError(f"{prefix!r} is not a Windows path prefix: write a UNC share "
+                                 "('\\\\server\\share\\folder') or a drive path ('D:\\CF'), in single quotes")
+            if not local.strip():
+                raise ValueError(f"{prefix!r} maps to an empty path")
+        return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -27,6 +27,8 @@ from flowd.hotfolder import Folder
 from flowd.notify import sd_notify, watchdog_interval
 from flowd.queue import Detected, JobQueue
 from flowd.runtime import Runtime, load_runtime
+from flowd.scheduler import Scheduler, planned, run_once_folders
+from flowd.sweep import Sweeper
 from flowd.watch import Tracker, Watcher, reconcile
 from flowd.worker import Processor, WorkerPool
 
@@ -68,6 +70,7 @@ class Daemon:
         self._audit("start")
         self.processor = Processor(self.queue, lambda: self.runtime)
         self.pool = WorkerPool(self.processor, core.workers, core.batch_size)
+        self.processor.pool_notify = self.pool.notify
         self.tracker = Tracker(self._promote, self._fresh_upload)
         self.watcher = Watcher(self.tracker, self._new_dir)
         for sig, handler in ((signal.SIGHUP, self._on_hup), (signal.SIGTERM, self._on_term),
@@ -75,6 +78,8 @@ class Daemon:
             signal.signal(sig, handler)
         threading.Thread(target=self._intake_loop, name="intake", daemon=True).start()
         self.pool.start()
+        self.sweeper = Sweeper(self.queue, self.pool.notify)
+        self.scheduler: Scheduler | None = None
         self.listeners: list[QueueListener] = []
         self._start_listeners()
         self.tracker.start()
@@ -83,13 +88,18 @@ class Daemon:
         except FlowdError:  # e.g. its port is taken: say so and stop, rather than run without it
             self._shutdown()
             raise
-        folders = [f for f in self.runtime.folders.values() if f.spec.enabled]
+        folders = _watched(self.runtime)
         for folder in folders:
             self.watcher.watch(folder)
         self._scan_in_background(folders)
+        self._in_background("run-once", lambda: run_once_folders(self.sweeper, self.runtime))
+        if not self.until_idle:
+            self.scheduler = Scheduler(self.sweeper, lambda: self.runtime)
+            self.scheduler.start(self.runtime)
         sd_notify("READY=1\nSTATUS=watching " + ", ".join(f.name for f in folders))
-        logger.info("flowd watching {} hot folder(s) with {} workers; rules {} ({} rules)", len(folders),
-                    core.workers, self.runtime.rules.digest[:12], len(self.runtime.rules.rules))
+        logger.info("flowd watching {} hot folder(s) with {} workers; rules {} ({} rules); {} schedule(s)",
+                    len(folders), core.workers, self.runtime.rules.digest[:12], len(self.runtime.rules.rules),
+                    len(planned(self.runtime)) if self.scheduler else 0)
         try:
             self._main_loop()
         finally:
@@ -99,7 +109,7 @@ class Daemon:
     def _main_loop(self) -> None:
         core = self.runtime.config.settings.flowd
         ping = watchdog_interval()
-        last_ping = last_beat = last_promote = time.monotonic()
+        last_ping = last_beat = last_promote = last_runs = time.monotonic()
         last_rescan = time.monotonic()
         while not self._stop:
             self._wake.wait(0.05 if self.until_idle else 0.25)  # batch mode: notice the end at once
@@ -120,7 +130,11 @@ class Daemon:
                 self.queue.heartbeat()
             if core.rescan_seconds and now - last_rescan >= core.rescan_seconds:
                 last_rescan = now
-                self._scan_in_background([f for f in self.runtime.folders.values() if f.spec.enabled])
+                self._scan_in_background(_watched(self.runtime))
+            if now - last_runs >= 1.0:
+                last_runs = now
+                self._close_runs()
+                self.processor.prune_empty_folders()
             if self.until_idle and self._idle():
                 logger.info("all work done; exiting (--until-idle)")
                 return
@@ -129,6 +143,9 @@ class Daemon:
         sd_notify("STOPPING=1")
         logger.info("stopping: no new files are taken; finishing the jobs in hand")
         self._stop_listeners()
+        self.sweeper.stopping.set()
+        if self.scheduler is not None:
+            self.scheduler.stop()
         if self.ftp is not None:
             self.ftp.stop()  # uploads already received are queued before it exits
         self.watcher.stop()
@@ -168,11 +185,14 @@ class Daemon:
         for name in changed:
             self.watcher.unwatch(name)
         started = []
-        for name, folder in new.folders.items():
-            if folder.spec.enabled and name not in self.watcher.names():
+        for folder in _watched(new):
+            if folder.name not in self.watcher.names():
                 self.watcher.watch(folder)
                 started.append(folder)
         self._scan_in_background(started)
+        if self.scheduler is not None:
+            self.scheduler.apply(new)
+        self._in_background("run-once", lambda: run_once_folders(self.sweeper, new))
         if (new.config.settings.events, new.config.settings.storage, _wanted(new)) != \
                 (old.config.settings.events, old.config.settings.storage, _wanted(old)):
             self._stop_listeners()
@@ -209,7 +229,7 @@ class Daemon:
 
     def _ftp_crashed(self) -> None:
         """Uploads the server had put in place but not yet queued when it died: the scan queues them."""
-        self._scan_in_background([f for f in self.runtime.folders.values() if f.spec.enabled and f.ftp])
+        self._scan_in_background([f for f in _watched(self.runtime) if f.ftp])
 
     def _restart_ftp(self) -> None:
         try:
@@ -297,6 +317,36 @@ class Daemon:
 
         threading.Thread(target=work, name="scan", daemon=True).start()
 
+    def _in_background(self, name: str, work: Callable[[], object]) -> None:
+        """Work that queues jobs off the main thread; --until-idle waits for it like for a scan."""
+        with self._scan_lock:
+            self._scanning += 1
+
+        def run() -> None:
+            try:
+                work()
+            except Exception as exc:
+                logger.opt(exception=exc).error("{} failed: {}", name, exc)
+            finally:
+                with self._scan_lock:
+                    self._scanning -= 1
+
+        threading.Thread(target=run, name=name, daemon=True).start()
+
+    def _close_runs(self) -> None:
+        """Sweeps whose last job ended: their record is completed and said in the log."""
+        try:
+            for run in self.sweeper.close_finished(self.runtime):
+                outcomes = run["counts"].get("outcomes", {})
+                passed = run["counts"].get("passed", {})
+                said = ", ".join(f"{n:,} {what}" for what, n in sorted(outcomes.items())) or "nothing to do"
+                if passed:
+                    said += "; passed over: " + ", ".join(f"{n:,} {why}" for why, n in sorted(passed.items()))
+                logger.log("INFO" if outcomes else "DEBUG", "{} run {} ({}) done in {:.1f}s: {}", run["schedule"],
+                           run["id"], run["why"], run["finished"] - run["started"], said)
+        except Exception as exc:
+            logger.warning("cannot close finished sweeps yet: {}", exc)
+
     def _new_dir(self, folder: Folder, path: Path) -> None:
         reconcile(folder, self.tracker, self._promote, self.queue.known, start=path)
 
@@ -321,6 +371,11 @@ class Daemon:
                     if last != digest:
                         conn.execute(insert(audit).values(tenant=tenant, kind=kind, digest=digest, source=source,
                                                           actor=actor, at=time.time(), detail=cause))
+
+
+def _watched(rt: Runtime) -> list[Folder]:
+    """Hot folders processed on arrival. A scheduled one is listed at its firings, a "once" one at start."""
+    return [f for f in rt.folders.values() if f.spec.enabled and f.spec.run == "always"]
 
 
 def _wanted(rt: Runtime) -> frozenset[str]:

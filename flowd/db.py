@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-HEAD_REVISION = "0003"  # the newest file in flowd/migrations/versions; tests check they agree
+HEAD_REVISION = "0004"  # the newest file in flowd/migrations/versions; tests check they agree
 metadata = MetaData()
 
 meta = Table("meta", metadata, Column("key", String(64), primary_key=True), Column("value", Text, nullable=False))
@@ -55,7 +55,8 @@ jobs = Table(
     "jobs", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("tenant", String(64), nullable=False),
-    Column("hotfolder", String(64), nullable=False),
+    # The source: a hot folder's name, "ftp:GROUP", "@EVENTS", or a sweep rule's "~TENANT/RULE"
+    Column("hotfolder", String(255), nullable=False),
     Column("relpath", Text, nullable=False),  # for people: undecodable bytes shown escaped
     Column("relpath_raw", LargeBinary, nullable=False),  # for the file system: the exact bytes
     Column("size", BigInteger, nullable=False),
@@ -75,8 +76,43 @@ jobs = Table(
     Column("fate", Text),  # what happens to the source, decided once every step is journalled
     Column("error", Text),
     Column("ruleset", String(64)),
+    Column("run_id", Integer),  # the sweep (scheduled or by hand) that queued it, for the run's counts
+    Column("parent", Integer),  # the ZIP job whose entry this file is: the ZIP waits for its entries
     Index("ix_jobs_state_id", "state", "id"),
     Index("ix_jobs_hotfolder_relpath", "hotfolder", "relpath"),
+    Index("ix_jobs_run_id", "run_id"),
+    Index("ix_jobs_parent", "parent"),
+)
+
+# One row per firing of a schedule (and per `flowd sweep`): the unique (schedule, slot) is what runs a
+# firing once across every daemon sharing the database, and the row is the run's record.
+runs = Table(
+    "runs", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("schedule", String(255), nullable=False),  # "rule:TENANT/NAME#i", "hotfolder:NAME", "sweep:..."
+    Column("slot", String(64), nullable=False),  # the firing's time (UTC), or "manual-..." for a sweep by hand
+    Column("tenant", String(64), nullable=False),
+    Column("why", String(16), nullable=False),  # schedule | catch-up | once | manual
+    Column("node", String(64), nullable=False),
+    Column("started", Float, nullable=False),
+    Column("listed", Float),  # when the listing ended (every candidate queued)
+    Column("finished", Float),  # when its last job ended
+    Column("state", String(16), nullable=False),  # listing | running | done | failed
+    Column("seen", Integer, nullable=False, default=0),  # entries listed
+    Column("queued", Integer, nullable=False, default=0),  # of which became jobs
+    Column("counts", Text),  # JSON: outcomes of its jobs, and why listed entries were passed over
+    Column("error", Text),
+    UniqueConstraint("schedule", "slot", name="uq_runs_slot"),
+)
+
+# What a schedule remembers between starts: when it was first seen (a firing before that is not "missed"),
+# and for a hot folder with run = "once", that it ran.
+schedules = Table(
+    "schedules", metadata,
+    Column("schedule", String(255), primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("first_seen", Float, nullable=False),
+    Column("done", Float),  # run = "once": when it ran (the folder stays disabled)
 )
 
 steps = Table(

@@ -10,19 +10,22 @@ import stat
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowd.config import DEFAULT_IGNORE, Config, HotFolder, ftp_staging
 from flowd.errors import PermanentError, TransientError
 from flowd.glob import compile_glob
 from flowd.storage.base import incremented
 
+if TYPE_CHECKING:
+    from flowd.over import Over
+
 
 @dataclass(frozen=True, slots=True)
 class Folder:
     spec: HotFolder
     root: Path
-    errors: Path
+    errors: Path | None  # None: a failed file stays where it is (a sweep's), its job says why
     unmatched: Path | None
     after_move: Path | None
     ignore: tuple[Any, ...]
@@ -56,6 +59,25 @@ def ftp_source(group: str) -> str:
     return f"ftp:{group}"
 
 
+def sweep_source(tenant: str, rule: str) -> str:
+    """The job source of a sweep rule's jobs. Hot folder names cannot start with '~'."""
+    return f"~{tenant}/{rule}"
+
+
+def sweep_folder(source: str, tenant: str, over: Over, output: str | None = None) -> Folder:
+    """The local folder a sweep rule lists, as the worker and the scanner see it: its files are kept unless
+    the rule consumes them, and one that fails is left where it is (its job says why)."""
+    assert over.root is not None
+    hf = HotFolder.model_construct(
+        name=source, tenant=tenant, path=str(over.root), output=output, stable_seconds=0.0, ignore=[],
+        after="keep", unmatched="leave", errors="", incomplete_seconds=0.0, recursive=over.recursive,
+        poll_seconds=0.0, enabled=True, run="always", extract_zip=False, jrf=False, prf=False,
+        remove_empty_folders=over.remove_empty_folders)
+    return Folder(spec=hf, root=over.root, errors=None, unmatched=None, after_move=None,
+                  ignore=(compile_glob(UPLOAD_PREFIX + "*", ignore_case=False),
+                          compile_glob(".flowd-*", ignore_case=False)))
+
+
 def build_folders(config: Config) -> dict[str, Folder]:
     """The hot folders, plus one folder per staging FTP group (named "ftp:GROUP"). A folder FTP users
     upload into also ignores the FTP temp names: such a file is processed once it is renamed."""
@@ -77,7 +99,10 @@ def build_folders(config: Config) -> dict[str, Folder]:
     for hf in specs:
         temp = ftp.temp_names if ftp and hf.name in served else []
         # FTP temp names match case-insensitively (Windows clients write X.PART), as the FTP server sees them.
-        patterns = [compile_glob(p, ignore_case=False) for p in dict.fromkeys([*hf.ignore, UPLOAD_PREFIX + "*"])]
+        # The daemon's own temp names (uploads, ZIP entries being extracted) are never jobs, whatever the folder's
+        # ignore list says; neither are the PRF results a job request folder writes.
+        own = [UPLOAD_PREFIX + "*", ".flowd-*"] + (["*.prf"] if getattr(hf, "jrf", False) else [])
+        patterns = [compile_glob(p, ignore_case=False) for p in dict.fromkeys([*hf.ignore, *own])]
         patterns += [compile_glob(p, ignore_case=True) for p in temp]
         out[hf.name] = Folder(
             spec=hf, root=config.path(hf.path).resolve(), errors=config.path(hf.errors),
@@ -127,6 +152,8 @@ def apply_fate(folder: Folder, relpath: str, size: int, mtime_ns: int, fate: str
         if fate.startswith("move:") and folder.after_move is not None:
             return "moved to " + str(_move(src, folder.after_move, relpath))
         if fate == "quarantine":
+            if folder.errors is None:
+                return "left in place (quarantined)"
             dest = _move(src, folder.errors, relpath)
             _write_error(dest, relpath, error or {})
             return "quarantined to " + str(dest)

@@ -50,6 +50,7 @@ def resolve(field: Field, asset: Asset, step_id: str = "", path: bool = False) -
         case "day": return f"{date_of(asset, field.key).day:02d}"
         case "meta": return meta_value(asset, field.key, field.fmt, path)
         case "ftp": return ftp_value(asset, field.key, field.fmt, path)
+        case "jrf": return jrf_value(asset, field.key, path)
     raise KeyError(field.name)
 
 
@@ -99,6 +100,21 @@ def ftp_value(asset: Asset, fact: str, fmt: str | None, path: bool) -> str:
     if fact == "time":
         return format_date(datetime.fromtimestamp(up.at), fmt or "%Y-%m-%dT%H%M%S")
     value = {"user": up.user, "group": up.group, "client": up.client}[fact]
+    return safe_segment(value) if path else value
+
+
+def jrf_value(asset: Asset, fact: str, path: bool) -> str:
+    """A job request's fact; empty for an asset no JRF named. `output` is the requested file's name only
+    (the full path is where the output is copied to): a Windows path never becomes a key here."""
+    request = asset.request
+    if request is None:
+        return ""
+    if fact == "output":
+        value = request.get("output_name", "")
+    elif fact == "input":
+        value = request.get("M_INPUT_FILE", "")
+    else:
+        value = request.get(fact, "")
     return safe_segment(value) if path else value
 
 

@@ -12,7 +12,7 @@ import os
 import random
 import secrets
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,8 @@ class Detected:
     mtime_ns: int
     # A stored asset's version (its blob's ETag): one job per version, however many events announce it.
     version: str | None = None
+    run_id: int | None = None  # the sweep that listed it
+    parent: int | None = None  # the ZIP job it was extracted by
 
     def dedupe(self) -> str:
         raw = self.relpath.encode("utf-8", "surrogateescape")
@@ -42,6 +44,9 @@ class Detected:
                  str(self.mtime_ns).encode()]
         if self.version is not None:
             parts.append(self.version.encode())
+        if self.hotfolder.startswith("~"):
+            # A sweep looks at the same unchanged file again at every firing (it has aged): one job per run.
+            parts.append(str(self.run_id).encode())
         return hashlib.sha256(b"\0".join(parts)).hexdigest()
 
 
@@ -76,6 +81,8 @@ class Finished:
     ruleset: str | None = None
     # Files that go wherever the source goes (a merged sidecar): (relpath, size, mtime_ns).
     companions: Sequence[tuple[str, int, int]] = ()
+    # Done once the outputs are durable and journalled, before the source's fate (a JRF's PRF).
+    epilogue: Callable[[], None] | None = None
 
 
 def display(relpath: str) -> str:
@@ -129,13 +136,42 @@ class JobQueue:
         rows = [{"tenant": d.tenant, "hotfolder": d.hotfolder, "relpath": display(d.relpath),
                  "relpath_raw": d.relpath.encode("utf-8", "surrogateescape"), "size": d.size,
                  "mtime_ns": d.mtime_ns, "version": d.version, "dedupe": d.dedupe(), "state": "queued", "attempts": 0,
-                 "created": t, "updated": t} for d in items]
+                 "created": t, "updated": t, "run_id": d.run_id, "parent": d.parent} for d in items]
         if not rows:
             return 0
         stmt = self._insert_ignore(jobs).on_conflict_do_nothing(index_elements=["dedupe"])
         with self.db.write() as conn:
             conn.execute(stmt, rows)
         return len(rows)
+
+    def enqueue_counted(self, items: Sequence[Detected]) -> int:
+        """Like enqueue, in one transaction, returning how many rows were new (not already known)."""
+        if not items:
+            return 0
+        t = now()
+        rows = [(d.tenant, d.hotfolder, display(d.relpath), d.relpath.encode("utf-8", "surrogateescape"), d.size,
+                 d.mtime_ns, d.version, d.dedupe(), t, t, d.run_id, d.parent) for d in items]
+        with self.db.write() as conn:
+            cur = self.db.cursor(conn)
+            cur.executemany(self.db.sql(_INSERT_JOB), rows)
+            added = int(cur.rowcount)  # summed over the rows by both sqlite3 and psycopg
+            cur.close()
+        return added
+
+    def adopt(self, children: Sequence[Detected], parent: int) -> None:
+        """Jobs for a ZIP's entries, each marked with the ZIP's job (also one the watcher queued first)."""
+        self.enqueue(children)
+        keys = [d.dedupe() for d in children]
+        with self.db.write() as conn:
+            for i in range(0, len(keys), 500):
+                conn.execute(update(jobs).where(jobs.c.dedupe.in_(keys[i:i + 500]), jobs.c.parent.is_(None))
+                             .values(parent=parent))
+
+    def children_pending(self, parent: int) -> int:
+        """How many of a ZIP's entries have a job that has not ended."""
+        with self.db.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(jobs).where(
+                jobs.c.parent == parent, jobs.c.state.in_(("queued", "claimed", "waiting")))).scalar_one())
 
     def known(self, items: Sequence[Detected]) -> set[str]:
         """Which of these files already have a job (any state): the rescan skips them."""
@@ -176,14 +212,17 @@ class JobQueue:
         with self.db.read() as conn:
             return conn.execute(select(func.min(jobs.c.not_before)).where(jobs.c.state == "waiting")).scalar()
 
-    def claim(self, limit: int) -> list[Claimed]:
+    def claim(self, limit: int, run: int | None = None) -> list[Claimed]:
+        """A batch of queued jobs (only those of one sweep run, for `flowd sweep`)."""
         with self.db.write() as conn:
-            return self._claim(conn, limit)
+            return self._claim(conn, limit, run)
 
-    def _claim(self, conn: Connection, limit: int) -> list[Claimed]:
+    def _claim(self, conn: Connection, limit: int, run: int | None = None) -> list[Claimed]:
         t = now()
         token = secrets.token_hex(8)
         pick = select(jobs.c.id).where(jobs.c.state == "queued").order_by(jobs.c.id).limit(limit)
+        if run is not None:
+            pick = pick.where(jobs.c.run_id == run)
         if not self.db.is_sqlite:
             pick = pick.with_for_update(skip_locked=True)
         stmt = (update(jobs).where(jobs.c.id.in_(pick.scalar_subquery()))
@@ -248,6 +287,9 @@ class JobQueue:
 
 # The hot path's batch statements as plain SQL on the DBAPI cursor: building and binding SQLAlchemy
 # statements row by row was most of the time these writes took. `?` becomes `%s` for PostgreSQL.
+_INSERT_JOB = ("INSERT INTO jobs (tenant, hotfolder, relpath, relpath_raw, size, mtime_ns, version, dedupe, state, "
+               "attempts, created, updated, run_id, parent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?) "
+               "ON CONFLICT DO NOTHING")
 _UPLOAD = "SELECT protocol, username, grp, client, at FROM uploads WHERE dedupe = ?"
 _OWNED = "SELECT id FROM jobs WHERE lease_token = ? AND state = 'claimed'"
 _INSERT_STEP = ("INSERT INTO steps (job_id, step, token, record, done) VALUES (?, ?, ?, ?, ?) "

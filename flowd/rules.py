@@ -18,15 +18,17 @@ from flowd.actions import ACTIONS
 from flowd.condition import Condition
 from flowd.config import Config
 from flowd.errors import ConfigError, ConfigErrors
-from flowd.hotfolder import ftp_source
+from flowd.hotfolder import ftp_source, sweep_source
 from flowd.locate import yaml_line
+from flowd.over import Over, parse_over
 from flowd.parse import Loc, Parser
+from flowd.schedule import Schedule, parse_schedule
 
 if TYPE_CHECKING:
     from flowd.metadata.fields import FieldTable
 
-RULE_KEYS = ("name", "on", "if", "do", "stop", "once", "enabled", "description")
-TRIGGER_KEYS = ("hotfolder", "storage_events", "ftp")
+RULE_KEYS = ("name", "on", "over", "if", "do", "stop", "once", "enabled", "description")
+TRIGGER_KEYS = ("hotfolder", "storage_events", "ftp", "schedule")
 EVENT_KINDS = ("created", "deleted")
 
 
@@ -71,6 +73,18 @@ class Rule:
     stop: bool
     once: str | None
     enabled: bool
+    # A sweep rule: what it lists (`over:`), and when (`on: [{schedule: ...}]`; none: only `flowd sweep`).
+    over: Over | None = None
+    schedules: tuple[Schedule, ...] = ()
+
+    @property
+    def source(self) -> str:
+        """A sweep rule's job source."""
+        return sweep_source(self.tenant, self.name)
+
+    def schedule_id(self, index: int | str) -> str:
+        """"rule:TENANT/NAME#0" for its first schedule, "...#manual" for `flowd sweep`."""
+        return f"rule:{self.tenant}/{self.name}#{index}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +106,13 @@ class RuleSet:
             cached = tuple(r for r in self.rules if r.enabled and (name in r.hotfolders or also in r.hotfolders))
             self._by_folder[key] = cached
         return cached
+
+    def sweep(self, tenant: str, name: str) -> Rule | None:
+        """A sweep rule by name (enabled or not: `flowd sweep` may run a disabled one by hand)."""
+        return next((r for r in self.rules if r.over is not None and r.tenant == tenant and r.name == name), None)
+
+    def sweeps(self) -> tuple[Rule, ...]:
+        return tuple(r for r in self.rules if r.over is not None)
 
 
 def rule_files(config: Config) -> list[Path]:
@@ -242,7 +263,16 @@ def _parse_rule(item: object, loc: Loc, p: Parser) -> Rule | None:
         p.error([*loc, "name"], "every rule needs a name", name)
     if not isinstance(name, str) or not name.strip():
         name = f"#{loc[-1]}"
-    hotfolders = _parse_triggers(item.get("on"), [*loc, "on"], p, "on" in item)
+    schedules: list[Schedule] = []
+    over = parse_over(item["over"], [*loc, "over"], p) if "over" in item else None
+    if "over" in item:
+        hotfolders = {sweep_source(p.tenant, str(name))}
+        if len(str(name)) > 190:  # its jobs' source, "~TENANT/NAME", fits the 255 characters a source has
+            p.error([*loc, "name"], "a sweep rule's name is at most 190 characters", name)
+        if "on" in item:
+            schedules = _parse_schedules(item["on"], [*loc, "on"], p)
+    else:
+        hotfolders = _parse_triggers(item.get("on"), [*loc, "on"], p, "on" in item)
     p.rule_hotfolders = sorted(hotfolders)
     condition = p.condition(item["if"], [*loc, "if"]) if "if" in item else None
     actions, kinds = [], []
@@ -279,7 +309,25 @@ def _parse_rule(item: object, loc: Loc, p: Parser) -> Rule | None:
     if len(p.errors) > before:
         return None
     return Rule(str(name), p.tenant, p.file, yaml_line(p.root, loc) or 0, frozenset(hotfolders), condition,
-                tuple(actions), tuple(kinds), bool(stop), once, bool(enabled))
+                tuple(actions), tuple(kinds), bool(stop), once, bool(enabled), over, tuple(schedules))
+
+
+def _parse_schedules(value: object, loc: Loc, p: Parser) -> list[Schedule]:
+    """A sweep rule's triggers: schedules only (the files it works on come from `over`, not from arrivals)."""
+    if not isinstance(value, list) or not value:
+        p.error(loc, "expected a list of schedules, e.g. [{schedule: {cron: \"0 3 * * *\"}}]", value)
+        return []
+    out = []
+    for i, trig in enumerate(value):
+        if not isinstance(trig, dict) or list(trig) != ["schedule"]:
+            p.error([*loc, i], "a rule with over: is a sweep; its triggers are schedules", trig,
+                    "{schedule: {every: 1h}}, {schedule: {cron: \"0 3 * * *\", timezone: \"Europe/Oslo\"}}")
+            continue
+        try:
+            out.append(parse_schedule(trig["schedule"]))
+        except ValueError as exc:
+            p.error([*loc, i, "schedule"], str(exc), trig["schedule"])
+    return out
 
 
 def _parse_maps(value: object, p: Parser) -> dict[str, dict[str, str]]:
@@ -329,6 +377,10 @@ def _parse_triggers(value: object, loc: Loc, p: Parser, given: bool) -> set[str]
             continue
         kind = kinds[0]
         arg = trig[kind]
+        if kind == "schedule":
+            p.error([*loc, i, kind], "a scheduled rule sweeps what over: names; add over: {folder: PATH}, "
+                    "{hotfolder: NAME} or {storage: \"STORAGE:container/prefix\"}", arg)
+            continue
         if kind == "storage_events":
             out.update(_events_trigger(trig, [*loc, i], p))
             continue

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from flowd.config import Config, load_config
 from flowd.engine import Engine
 from flowd.errors import ConfigErrors
-from flowd.hotfolder import Folder, build_folders
+from flowd.hotfolder import Folder, build_folders, sweep_folder
 from flowd.rules import RuleSet, load_rules
 from flowd.storage import Storage, build_storages
-from flowd.stored import BlobSource, build_sources
+from flowd.stored import BlobSource, SweptPrefix, build_sources
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +20,8 @@ class Runtime:
     folders: dict[str, Folder]
     storages: dict[str, Storage]
     engine: Engine
-    sources: dict[str, BlobSource]  # events streams by job source ("@NAME", "@NAME#deleted")
+    sources: dict[str, BlobSource | SweptPrefix]  # storage sources by job source ("@NAME", "~TENANT/RULE")
+    sweeps: dict[str, Folder]  # sweep rules over local folders, by job source ("~TENANT/RULE")
 
     @property
     def digest(self) -> str:
@@ -33,5 +34,15 @@ def load_runtime(config_file: str, install_id: str = "check") -> Runtime:
     rules = load_rules(config)
     if rules.errors:
         raise ConfigErrors(list(rules.errors))
-    return Runtime(config, rules, build_folders(config), build_storages(config), Engine(rules, install_id),
-                   build_sources(config))
+    folders = build_folders(config)
+    sources: dict[str, BlobSource | SweptPrefix] = dict(build_sources(config))
+    sweeps = {}
+    for rule in rules.sweeps():
+        over = rule.over
+        assert over is not None
+        if over.root is not None:
+            output = folders[over.hotfolder].spec.output if over.hotfolder in folders else None
+            sweeps[rule.source] = sweep_folder(rule.source, rule.tenant, over, output)
+        else:
+            sources[rule.source] = SweptPrefix(rule.source, rule.tenant, over.storage or "", over.prefix)
+    return Runtime(config, rules, folders, build_storages(config), Engine(rules, install_id), sources, sweeps)

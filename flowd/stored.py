@@ -61,12 +61,40 @@ class BlobSource:
     def storage(self) -> str:
         return self.spec.storage
 
+    @property
+    def own_writes(self) -> str:
+        return self.spec.own_writes
+
+    @property
+    def strip(self) -> str:
+        return ""
+
     def fate(self, consumes: bool, quarantined: bool) -> str:
-        """A blob stays where it is unless a rule moved it (then the source version is deleted); a
-        quarantined one stays too, and its job says why (`flowd status`, `flowd retry`)."""
-        if quarantined:
-            return "quarantine"
-        return "delete" if consumes else "keep"
+        return blob_fate(consumes, quarantined)
+
+
+@dataclass(frozen=True, slots=True)
+class SweptPrefix:
+    """A sweep rule's storage prefix (`over: {storage: "lake:archive/"}`), as its jobs see it: the
+    asset's relpath is the key under the prefix, and flowd's own outputs are swept like any blob."""
+
+    key: str  # the rule's source, "~TENANT/RULE"
+    tenant: str
+    storage: str
+    strip: str  # the prefix, taken off keys for the asset's relpath
+    event: str = "created"
+    own_writes: str = "process"
+
+    def fate(self, consumes: bool, quarantined: bool) -> str:
+        return blob_fate(consumes, quarantined)
+
+
+def blob_fate(consumes: bool, quarantined: bool) -> str:
+    """A blob stays where it is unless a rule moved it (then the source version is deleted); a
+    quarantined one stays too, and its job says why (`flowd status`, `flowd retry`)."""
+    if quarantined:
+        return "quarantine"
+    return "delete" if consumes else "keep"
 
 
 def build_sources(config: Config) -> dict[str, BlobSource]:
@@ -78,12 +106,15 @@ def build_sources(config: Config) -> dict[str, BlobSource]:
     return out
 
 
-def stored_asset(job_id: int, source: BlobSource, storage: BlobStorage, key: str, info: BlobInfo | None,
+def stored_asset(job_id: int, source: BlobSource | SweptPrefix, storage: BlobStorage, key: str, info: BlobInfo | None,
                  detected: datetime, workdir: Path, made: list[Path],
                  released: Callable[[], AbstractContextManager[None]]) -> Asset:
     """The asset for one blob version. `info` None: a deleted blob (names only, no bytes)."""
     pinned = getattr(storage, "container", None)  # a storage pinned to one container: keys are paths in it
-    path = key if pinned else key.partition("/")[2]
+    if source.strip and key.startswith(source.strip):
+        path = key[len(source.strip):].lstrip("/")
+    else:
+        path = key if pinned else key.partition("/")[2]
     name = path.rsplit("/", 1)[-1]
     if info is None:
         origin = Origin(storage.name, key, None, None, "deleted", pinned)

@@ -34,9 +34,13 @@ PLACEHOLDERS: dict[str, FormatKind] = {
     # `{ftp.user}`, `{ftp.group}`, `{ftp.client}`, `{ftp.time:%Y-%m-%d}`: who delivered the asset over FTP
     # (empty for assets that did not arrive over FTP)
     "ftp": "date",
+    # `{jrf.output}` (the requested output's file name), `{jrf.input}`, `{jrf.M_KEY}`: the job request that
+    # named the asset (empty for assets that did not come from a JRF)
+    "jrf": "none",
 }
 FTP_FACTS = ("user", "group", "client", "time")
-_SHOWN = {"meta": "meta.FIELD", "ftp": "ftp.user, ftp.group, ftp.client, ftp.time"}
+_SHOWN = {"meta": "meta.FIELD", "ftp": "ftp.user, ftp.group, ftp.client, ftp.time",
+          "jrf": "jrf.output, jrf.input, jrf.M_KEY"}
 DATE_SOURCES = ("system", "file", "metadata")
 FILTERS = ("map", "lower", "upper")
 _DATE_DEFAULT = "%Y-%m-%dT%H%M%S"
@@ -158,7 +162,15 @@ def _field(inner: str, allowed: Mapping[str, FormatKind], fields: FieldResolver 
         if fmt:
             _check_date_format(name, fmt)
         return Field("ftp", fmt or None, fact, filters)
-    if not _NAME.match(name) or name not in allowed or name == "ftp":
+    if name.startswith("jrf.") and "jrf" in allowed:
+        fact = name[4:]
+        if fact not in ("output", "input") and not re.fullmatch(r"M_[A-Z0-9_]+", fact):
+            raise TemplateError(f"unknown placeholder {{{inner}}}; the job request facts are jrf.output, "
+                                "jrf.input and jrf.M_KEY (any key of the request, upper case)")
+        if ":" in head:
+            raise TemplateError(f"placeholder {{{name}}} takes no format (got '{{{inner}}}')")
+        return Field("jrf", None, fact, filters)
+    if not _NAME.match(name) or name not in allowed or name in ("ftp", "jrf"):
         known = ", ".join(sorted(_SHOWN.get(n, n) for n in allowed))
         raise TemplateError(f"unknown placeholder {{{inner}}}; known placeholders: {known}")
     kind = allowed[name]

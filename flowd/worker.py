@@ -13,6 +13,8 @@ unjournalled outputs by their step token, and re-applies the recorded fate idemp
 from __future__ import annotations
 
 import json
+import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,13 +30,19 @@ from flowd.actions.webhook import post_json
 from flowd.asset import Asset, Upload
 from flowd.context import RunContext
 from flowd.engine import Outcome
-from flowd.errors import StepError
+from flowd.errors import StepError, TransientError
 from flowd.hotfolder import Folder, apply_fate, same_file
 from flowd.imaging.complete import truncation
-from flowd.queue import Claimed, Finished, JobQueue, backoff
+from flowd.queue import Claimed, Detected, Finished, JobQueue, backoff
+from flowd.rules import Rule
 from flowd.runtime import Runtime
+from flowd.storage.base import BlobInfo
 from flowd.stored import apply_blob_fate, blob_storage, stored_asset
 from flowd.trace import RunTrace
+
+# A folder emptied by fates is removed once unchanged this long (an FTP client that just made it is about
+# to upload into it).
+EMPTY_FOLDER_QUIET = 5.0
 
 
 def work_root(rt: Runtime) -> Path:
@@ -67,13 +75,18 @@ class Lane:
 
 
 class Processor:
-    def __init__(self, queue: JobQueue, get_runtime: Callable[[], Runtime]) -> None:
+    def __init__(self, queue: JobQueue, get_runtime: Callable[[], Runtime], work: Path | None = None) -> None:
         self.queue = queue
         self.get_runtime = get_runtime
+        self.work = work  # where rewritten bytes go (default: DATA_DIR/work, emptied at each daemon start)
         self.lane = Lane()
         self._workdirs: set[Path] = set()
         self._local = threading.local()
         self._facts_key: bytes | None = None
+        self.pool_notify: Callable[[], None] = lambda: None  # new jobs queued by a job (a ZIP's entries)
+        # Folders a fate emptied, in hot folders with remove_empty_folders: (root, folder, since).
+        self._emptied: dict[tuple[Path, Path], float] = {}
+        self._emptied_lock = threading.Lock()
 
     @property
     def _made(self) -> list[Path]:
@@ -92,7 +105,7 @@ class Processor:
     def _workdir(self, rt: Runtime) -> Path:
         """This worker thread's folder for rewritten bytes, made once (a mkdir per job costs more than
         the job's own bookkeeping)."""
-        folder = work_root(rt) / f"w{threading.get_ident()}"
+        folder = (self.work or work_root(rt)) / f"w{threading.get_ident()}"
         if folder not in self._workdirs:
             folder.mkdir(parents=True, exist_ok=True)
             self._workdirs.add(folder)
@@ -145,12 +158,13 @@ class Processor:
         return final, self.queue.finish(final, claim_next)
 
     def _run_job(self, rt: Runtime, job: Claimed, real_dirs: dict[str, bool]) -> Finished:
-        if job.hotfolder.startswith("@"):
+        if job.hotfolder in rt.sources or job.hotfolder.startswith("@"):
             return self._run_stored(rt, job)
-        folder = rt.folders.get(job.hotfolder)
+        folder = rt.folders.get(job.hotfolder) or rt.sweeps.get(job.hotfolder)
         trace = RunTrace(job.id, job.attempts, rt.digest)
         if folder is None:
-            return self._ignored(job, trace, f"hot folder '{job.hotfolder}' is no longer configured")
+            what = f"sweep rule '{job.hotfolder[1:]}'" if job.hotfolder.startswith("~") else f"hot folder '{job.hotfolder}'"
+            return self._ignored(job, trace, f"{what} is no longer configured")
         if job.fate:
             return self._fate_only(rt, job, trace)
         if not same_file(folder.root / job.relpath, job.size, job.mtime_ns, real_dirs):
@@ -170,6 +184,17 @@ class Processor:
                                        trace, folder)
             if waiting is not None:
                 return waiting
+        if folder.spec.jrf or folder.spec.extract_zip:
+            from flowd import intake_kinds
+
+            try:
+                if intake_kinds.is_request(folder, asset):
+                    return intake_kinds.run_request(self, rt, folder, job, asset, trace)
+                if intake_kinds.is_archive(folder, asset):
+                    return intake_kinds.run_zip(self, rt, folder, job, asset, trace)
+            except FileNotFoundError:
+                trace.status = "vanished"
+                return Finished(job, "done", "vanished", trace=trace.to_dict(), ruleset=rt.digest)
         done = self.queue.done_steps(job.id) if job.attempts > 1 else {}
         ctx = self.context(rt, detected, job.tenant)
         outcome = rt.engine.run(asset, ctx, trace, done)
@@ -177,6 +202,29 @@ class Processor:
             self._unshare(rt, ctx.linked)
         return self._conclude(rt, job, trace, outcome, ctx,
                               folder.fate(outcome.matched, outcome.consumes, outcome.status == "quarantined"))
+
+    def simulate_sweep(self, rt: Runtime, rule: Rule, d: Detected) -> RunTrace:
+        """What the sweep's job for this entry would do, touching nothing (`flowd sweep --dry-run`)."""
+        trace = RunTrace(0, 1, rt.digest)
+        ctx = self.context(rt, datetime.now(), rule.tenant, simulate=True)
+        folder = rt.sweeps.get(rule.source)
+        source = rt.sources.get(rule.source)
+        if folder is not None:
+            asset = Asset(0, rule.tenant, rule.source, folder.root, d.relpath, d.size, d.mtime_ns, ctx.now,
+                          folder.spec.output, d.relpath.rsplit("/", 1)[-1])
+        else:
+            storage = blob_storage(rt.storages.get(source.storage)) if source is not None else None
+            assert source is not None and storage is not None and ctx.workdir is not None
+            info = BlobInfo(d.size, d.version or "", d.mtime_ns, None)
+            asset = stored_asset(0, source, storage, d.relpath, info, ctx.now, ctx.workdir, ctx.made,
+                                 self.lane.released)
+        try:
+            rt.engine.run(asset, ctx, trace)
+        finally:
+            for path in ctx.made:
+                path.unlink(missing_ok=True)
+            ctx.made.clear()
+        return trace
 
     def _upload_of(self, folder: Folder, job: Claimed) -> Upload | None:
         """Who uploaded the file over FTP: from the file's signed xattr, else (file systems without user
@@ -211,6 +259,11 @@ class Processor:
                         error=error, steps=outcome.steps, ledger=outcome.ledger, trace=trace.to_dict(),
                         ruleset=rt.digest, companions=tuple(ctx.companions))
 
+    def wait(self, rt: Runtime, job: Claimed, trace: RunTrace, reason: str | None,
+             steps: list[tuple[str, str, dict[str, Any]]] | None = None) -> Finished:
+        """A transient failure: the job waits with backoff (ZIP and JRF intake use it too)."""
+        return self._wait(rt, job, trace, reason, steps)
+
     def _wait(self, rt: Runtime, job: Claimed, trace: RunTrace, reason: str | None,
               steps: list[tuple[str, str, dict[str, Any]]] | None = None) -> Finished:
         delay = backoff(job.attempts, rt.config.settings.flowd.retry_base_seconds,
@@ -228,7 +281,8 @@ class Processor:
         trace = RunTrace(job.id, job.attempts, rt.digest)
         storage = blob_storage(rt.storages.get(source.storage)) if source is not None else None
         if source is None or storage is None:
-            return self._ignored(job, trace, f"events stream '{job.hotfolder[1:]}' is no longer configured")
+            what = "sweep rule" if job.hotfolder.startswith("~") else "events stream"
+            return self._ignored(job, trace, f"{what} '{job.hotfolder[1:]}' is no longer configured")
         if job.fate:
             return self._fate_only(rt, job, trace)
         info = None
@@ -248,7 +302,7 @@ class Processor:
                 # Gone, or replaced by a newer version (which has an event and a job of its own).
                 trace.status = "vanished" if info is None else "superseded"
                 return Finished(job, "done", trace.status, trace=trace.to_dict(), ruleset=rt.digest)
-            if info.written_by_flowd and source.spec.own_writes == "skip":
+            if info.written_by_flowd and source.own_writes == "skip":
                 # flowd's own output (or in-place edit) announcing itself: processing it would loop.
                 trace.status = "ignored"
                 trace.fate = "written by flowd (own_writes = \"skip\")"
@@ -295,15 +349,24 @@ class Processor:
                 logger.error("output {}:{} still shares its bytes with its source: {}", storage, key, exc)
 
     def _finalise(self, rt: Runtime, f: Finished, real_dirs: dict[str, bool]) -> None:
-        if f.job.hotfolder.startswith("@"):
+        if f.job.hotfolder in rt.sources or f.job.hotfolder.startswith("@"):
             self._finalise_stored(rt, f)
             return
-        folder = rt.folders.get(f.job.hotfolder)
+        folder = rt.folders.get(f.job.hotfolder) or rt.sweeps.get(f.job.hotfolder)
         if folder is None or f.fate is None or f.state == "waiting":
             return
         error = json.loads(f.error) if f.error else None
         if f.fate == "quarantine" and error is None:
             error = {"reason": "quarantined", "job": f.job.id}
+        if folder.spec.remove_empty_folders and "/" in f.job.relpath and f.fate != "keep":
+            with self._emptied_lock:
+                self._emptied[(folder.root, (folder.root / f.job.relpath).parent)] = time.monotonic()
+        if f.epilogue is not None:
+            try:
+                f.epilogue()
+            except OSError as exc:  # the PRF cannot be written: the JRF stays, and its retry writes it
+                self._fate_failed(rt, f, TransientError(f"cannot write the job request's result: {exc}"))
+                return
         try:
             done = apply_fate(folder, f.job.relpath, f.job.size, f.job.mtime_ns, f.fate, error, real_dirs)
             if f.fate != "unmatched":  # a merged sidecar goes where its picture goes (deleted, moved, errors)
@@ -317,6 +380,19 @@ class Processor:
             logger.debug("job {} {}: source {}", f.job.id, f.status, done)
         except StepError as exc:
             self._fate_failed(rt, f, exc)
+
+    def prune_empty_folders(self, quiet: float = EMPTY_FOLDER_QUIET) -> int:
+        """Remove folders that fates emptied, once nothing has changed in them for `quiet` seconds (an FTP
+        client that just made a folder is about to upload into it). Up to, never including, the root."""
+        now = time.monotonic()
+        with self._emptied_lock:
+            due = [k for k, since in self._emptied.items() if now - since >= quiet]
+            for key in due:
+                del self._emptied[key]
+        removed = 0
+        for root, folder in due:
+            removed += prune_up(root, folder, quiet)
+        return removed
 
     def _finalise_stored(self, rt: Runtime, f: Finished) -> None:
         source = rt.sources.get(f.job.hotfolder)
@@ -351,6 +427,33 @@ class Processor:
             f.retry_at = time.time() + 5
         self.queue.finish(results)
         return results
+
+
+def prune_up(root: Path, folder: Path, quiet: float) -> int:
+    """rmdir `folder` and its parents up to `root` while each is empty and unchanged for `quiet` seconds."""
+    removed = 0
+    current = folder
+    while current != root and current.is_relative_to(root):
+        try:
+            st = os.lstat(current)
+            if not stat.S_ISDIR(st.st_mode) or time.time() - st.st_mtime < quiet:
+                break
+            os.rmdir(current)  # fails unless empty: a file that arrived meanwhile keeps its folder
+        except OSError:
+            break
+        removed += 1
+        current = current.parent
+    return removed
+
+
+def prune_tree(root: Path, quiet: float = EMPTY_FOLDER_QUIET) -> int:
+    """Every empty folder below `root`, deepest first (a sweep with remove_empty_folders, at its end)."""
+    removed = 0
+    for current, dirs, files in os.walk(root, topdown=False):
+        if Path(current) == root or files or dirs and any((Path(current) / d).exists() for d in dirs):
+            continue
+        removed += prune_up(root, Path(current), quiet) and 1
+    return removed
 
 
 class WorkerPool:

@@ -444,9 +444,14 @@ RULE_CASES = [
         """, 3, "rules.0.on.0.hotfolder", "got ['inbox']", "allowed: inbox"),
     rule("trigger-unknown-kind", """\
         - name: photos
-          on: [{schedule: daily}]
+          on: [{nightly: daily}]
           do: [{delete: {}}]
-        """, 3, "rules.0.on.0.schedule", "unknown trigger 'schedule'", "allowed: hotfolder"),
+        """, 3, "rules.0.on.0.nightly", "unknown trigger 'nightly'", "allowed: hotfolder"),
+    rule("schedule-without-over", """\
+        - name: photos
+          on: [{schedule: {every: 1h}}]
+          do: [{delete: {}}]
+        """, 3, "rules.0.on.0.schedule", "a scheduled rule sweeps what over: names", "got {'every': '1h'}"),
     rules("trigger-other-tenants-hotfolder", """\
         tenant: acme
         rules:

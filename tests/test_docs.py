@@ -43,6 +43,7 @@ def test_readme_rule_examples_are_valid_rules() -> None:
     assert blocks, "the README shows no rule example"
     settings = Settings.model_validate({
         "storage": {"lake": {"kind": "local", "root": "var/lake"},
+                    "cold": {"kind": "local", "root": "var/cold"},
                     "cloud": {"kind": "adls", "connection_string_env": "FLOWD_CLOUD_CONN"}},
         "hotfolders": [{"name": "inbox", "path": "hotfolders/inbox", "output": "lake:assets"}],
         "events": {"lake-events": {"kind": "azure_queue", "storage": "cloud", "queue": "flowd-events"}},

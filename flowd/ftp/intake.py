@@ -135,7 +135,7 @@ class Intake:
             os.unlink(item.path)
         except FileNotFoundError:
             pass  # renamed rather than linked (no hard links on this file system)
-        self._jobs.put(detected)
+        self._put(item.group, detected)
         # DEBUG, like the workers' line per job: the job's trace is the record (who, from where, when).
         logger.debug("FTP upload {}:{} by {} from {} ({} bytes) accepted", item.group.name,
                      display(detected.relpath), item.user, item.client, st.st_size)
@@ -151,7 +151,13 @@ class Intake:
         rel = _rel(path, group.root)
         if self.is_temp(path) or any(group.folder.ignored(p) for p in rel.split("/")):
             return
-        self._jobs.put(Detected(group.tenant, group.folder.name, rel, st.st_size, st.st_mtime_ns))
+        self._put(group, Detected(group.tenant, group.folder.name, rel, st.st_size, st.st_mtime_ns))
+
+    def _put(self, group: Group, detected: Detected) -> None:
+        # A hot folder that runs on a schedule (or once) keeps its uploads until then: the firing's listing
+        # takes them, with the facts their xattr (or the database) holds.
+        if group.folder.spec.run == "always":
+            self._jobs.put(detected)
 
     def partial(self, path: Path, group: Group, user: str, client: str, why: str) -> bool:
         """An aborted or cut-short upload: kept for resume (True) or removed, and logged."""
@@ -224,6 +230,8 @@ def recover(groups: Sequence[Group], queue: JobQueue, settings: FtpSettings) -> 
             final = Path(visible(str(path)))
             if os.path.lexists(final) and os.path.samefile(final, path):
                 os.unlink(path)
+                if group.folder.spec.run != "always":
+                    continue  # its folder's next firing takes it
                 queued.append(Detected(group.tenant, group.folder.name, _rel(final, group.root), st.st_size,
                                        st.st_mtime_ns))
             elif settings.partial == "keep" and st.st_mtime >= limit:
