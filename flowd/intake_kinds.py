@@ -42,7 +42,16 @@ ZIP_RECHECK = 1.0  # seconds between checks of a ZIP's entries
 
 
 def is_archive(folder: Folder, asset: Asset) -> bool:
-    return bool(folder.spec.extract_zip) and asset.format() == "zip" and unzip.is_zip(asset.path)
+    """A ZIP to unpack. Not one that came out of a ZIP (it carries the extraction's xattr): each archive's
+    limits would start from zero again, and a ZIP of ZIPs could multiply without end (a zip quine never
+    stops). A nested ZIP is an asset like any other file."""
+    if not folder.spec.extract_zip or asset.format() != "zip" or not unzip.is_zip(asset.path):
+        return False
+    try:
+        os.getxattr(asset.path, unzip.XATTR, follow_symlinks=False)
+    except OSError:
+        return True
+    return False
 
 
 def is_request(folder: Folder, asset: Asset) -> bool:

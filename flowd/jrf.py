@@ -71,7 +71,7 @@ ERRORS: dict[int, str] = {
     INPUT_NOT_MAPPED: "input path not mapped",
     # The rule's actions failed on the input (unreadable picture, conversion error, ...).
     PROCESSING_FAILED: "processing failed",
-    # The output could not be written, renamed into place, or its folder does not exist.
+    # The output could not be written or renamed into place (a missing output folder is made, as for stores).
     OUTPUT_NOT_WRITTEN: "output could not be written",
     # M_VERSION names a version of the format this daemon does not speak (it speaks 1 and 2).
     UNSUPPORTED_VERSION: "unsupported job request version",

@@ -28,6 +28,7 @@ from loguru import logger
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from flowd.actions.delete import Delete
 from flowd.asset import Asset
 from flowd.condition import Condition
 from flowd.conditions.facts import Age, HotFolderIs, Size
@@ -35,8 +36,9 @@ from flowd.conditions.logic import All, Any_, Not
 from flowd.conditions.names import Extension, Name, Regex
 from flowd.context import RunContext
 from flowd.db import jobs, runs
-from flowd.hotfolder import Folder, sweep_folder
-from flowd.queue import Detected, JobQueue
+from flowd.errors import StepError
+from flowd.hotfolder import Folder, apply_fate, sweep_folder
+from flowd.queue import _FINISH, _INSERT_TRACE, Detected, JobQueue, display
 from flowd.rules import Rule
 from flowd.runtime import Runtime
 from flowd.storage.base import BlobInfo
@@ -254,11 +256,14 @@ class Sweeper:
         """List `over:`, queue a job per candidate. The run's row says when the listing ended."""
         tally = Tally()
         try:
-            for batch in self.candidates(rt, rule, tally, run):
-                tally.queued += self.queue.enqueue_counted(batch)
-                self.notify()
-                if tick is not None:
-                    tick(tally)
+            if decided_by_listing(rule) and rule.source in rt.sweeps:
+                Purge(self, rt, rule, run, tally, tick).run()
+            else:
+                for batch in self.candidates(rt, rule, tally, run):
+                    tally.queued += self.queue.enqueue_counted(batch)
+                    self.notify()
+                    if tick is not None:
+                        tick(tally)
         except InterruptedError:
             raise
         except Exception as exc:  # the storage went away mid-listing: what was queued is processed
@@ -344,6 +349,140 @@ class Sweeper:
         for batch in self.candidates(rt, rule, tally, None):
             for d in batch:
                 yield _listed(d, over.prefix if over.root is None else None), processor.simulate_sweep(rt, rule, d)
+
+
+def decided_by_listing(rule: Rule) -> bool:
+    """A local purge whose every condition reads only the listing (name, size, age ...) and whose one
+    action removes the source: the listing decides it all, so the sweep carries it out itself (Purge)."""
+    return (rule.over is not None and rule.over.root is not None and rule.once is None
+            and rule.kinds == ("delete",) and isinstance(rule.actions[0], Delete) and _cheap(rule.condition))
+
+
+def _cheap(cond: Condition | None) -> bool:
+    if cond is None or isinstance(cond, _CHEAP):
+        return True
+    if isinstance(cond, All | Any_):
+        return all(_cheap(c) for c in cond.items)
+    if isinstance(cond, Not):
+        return _cheap(cond.item)
+    return False
+
+
+class Purge:
+    """A purge carried out by the sweep itself: per batch of 1,000 decided files, their jobs are committed
+    as claimed with the fate `delete` already decided (nothing acts on a file without a job row), the files
+    are removed, and the jobs are finished with their traces in one transaction.
+
+    In this thread, one file after another: removing them in 1-4 other threads while this one lists took
+    11.3-12.3 s for 100,000 files (50,000 removed) against 8.7 s here, measured. An unlink releases the GIL
+    and takes it back, so the threads spent their time handing it over (230,000 futex calls).
+
+    A crash in between leaves claimed jobs whose lease runs out: a worker then applies the recorded fate
+    like any job's, idempotently (a file already gone was done before). A job per file at a worker's pace
+    would cost ten times the CPU for the same decisions."""
+
+    def __init__(self, sweeper: Sweeper, rt: Runtime, rule: Rule, run: int, tally: Tally,
+                 tick: Callable[[Tally], None] | None) -> None:
+        self.sweeper, self.rt, self.rule, self.run_id, self.tally, self.tick = sweeper, rt, rule, run, tally, tick
+        self.db = sweeper.db
+        self.folder = rt.sweeps[rule.source]
+        self.real_dirs: dict[str, bool] = {}
+        self.where = f"{rule.file}:{rule.line}"
+
+    def run(self) -> None:
+        for batch in self._decided():
+            claimed = self._claim(batch)
+            self._finish(claimed, self._remove_all(claimed))
+
+    def _remove_all(self, claimed: list[tuple[int, str, Detected, Any]]) -> list[str]:
+        return [self._remove(item) for item in claimed]
+
+    def _decided(self) -> Iterator[list[tuple[Detected, list[dict[str, Any]]]]]:
+        rule, tally, rt = self.rule, self.tally, self.rt
+        over = rule.over
+        assert over is not None and over.root is not None
+        busy = self.sweeper.in_flight([rule.source] + ([over.hotfolder] if over.hotfolder else []))
+        ctx = _context(rt)
+        entries = (beyond_newest(lambda: listing(rt, rule), over.keep_newest, tally)
+                   if over.keep_newest is not None else listing(rt, rule))
+        batch: list[tuple[Detected, list[dict[str, Any]]]] = []
+        for item in entries:
+            tally.seen += 1
+            if item.relpath in busy:
+                tally.passed["already in a job"] += 1
+                continue
+            asset = Asset(0, rule.tenant, rule.source, over.root, item.shown, item.size, item.mtime_ns, ctx.now,
+                          None, item.shown.rsplit("/", 1)[-1])
+            records: list[dict[str, Any]] = []
+            if rule.condition is not None and not rule.condition.check(asset, ctx, records):
+                tally.passed["conditions not met"] += 1
+                continue
+            batch.append((Detected(rule.tenant, rule.source, item.relpath, item.size, item.mtime_ns,
+                                   run_id=self.run_id), records))
+            if len(batch) >= BATCH:
+                if self.sweeper.stopping.is_set():
+                    raise InterruptedError
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def _claim(self, batch: list[tuple[Detected, list[dict[str, Any]]]]) -> list[tuple[int, str, Detected, Any]]:
+        """The batch's jobs, committed as claimed by this process with the fate decided."""
+        t = time.time()
+        token = secrets.token_hex(8)
+        owner = self.sweeper.queue.node_id
+        until = t + self.sweeper.queue.lease_seconds
+        digest = self.rt.digest
+        by_key = {}
+        params: list[Any] = []
+        for d, records in batch:
+            key = d.dedupe()
+            by_key[key] = (d, records)
+            params += [d.tenant, d.hotfolder, display(d.relpath), d.relpath.encode("utf-8", "surrogateescape"), d.size,
+                       d.mtime_ns, key, t, t, d.run_id, digest, owner, token, until]
+        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, 'claimed', 1, ?, ?, ?, 'delete', ?, ?, ?, ?)"] * len(batch))
+        sql = (f"INSERT INTO jobs (tenant, hotfolder, relpath, relpath_raw, size, mtime_ns, dedupe, state, attempts, "
+               f"created, updated, run_id, fate, ruleset, lease_owner, lease_token, lease_until) VALUES {values} "
+               "ON CONFLICT DO NOTHING RETURNING id, dedupe")
+        with self.db.write() as conn:
+            cur = self.db.cursor(conn)
+            cur.execute(self.db.sql(sql), params)
+            rows = cur.fetchall()
+            cur.close()
+        self.tally.queued += len(rows)
+        return [(int(r[0]), token, *by_key[r[1]]) for r in rows]
+
+    def _remove(self, item: tuple[int, str, Detected, Any]) -> str:
+        d = item[2]
+        try:
+            return apply_fate(self.folder, d.relpath, d.size, d.mtime_ns, "delete", None, self.real_dirs)
+        except StepError as exc:
+            return f"error: {exc}"
+
+    def _finish(self, claimed: list[tuple[int, str, Detected, Any]], removing: Iterable[str]) -> None:
+        """Each job done with what happened to its file, and its trace; one that failed is left claimed
+        (its lease runs out and a worker retries the fate, with backoff and a reason if it keeps failing)."""
+        t = time.time()
+        finish, traces = [], []
+        rule = self.rule
+        for (job_id, token, d, records), outcome in zip(claimed, removing, strict=True):
+            if outcome.startswith("error: "):
+                logger.warning("purge {}: {}: {}; a worker retries it", rule.name, display(d.relpath), outcome[7:])
+                continue
+            status = {"deleted": "finished", "already gone": "vanished"}.get(outcome, "superseded")
+            finish.append(("done", status, None, None, "delete" if status == "finished" else "keep", t, job_id, token))
+            trace = {"job": job_id, "attempt": 1, "ruleset": self.rt.digest, "status": status,
+                     "rules": [{"rule": rule.name, "file": self.where, "matched": True, "conditions": records,
+                                "actions": [{"step": 0, "action": "delete", "outcome": "source removal requested"}]}],
+                     "fate": "delete" if status == "finished" else f"keep ({outcome})", "sweep": self.run_id,
+                     "ms": 0}
+            traces.append((job_id, 1, d.tenant, status, t, json.dumps(trace)))
+        with self.db.write() as conn:
+            cur = self.db.cursor(conn)
+            cur.executemany(self.db.sql(_FINISH), finish)
+            cur.executemany(self.db.sql(_INSERT_TRACE), traces)
+            cur.close()
 
 
 def _listed(d: Detected, prefix: str | None) -> Listed:

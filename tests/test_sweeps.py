@@ -329,3 +329,25 @@ def test_sweep_rules_and_schedules_are_checked_with_file_and_line(site: Site) ->
     site.rules("rules: []\n")
     result = site.cli("check")
     assert result.returncode == 1 and "hotfolders.0.run" in result.stderr and "soon" in result.stderr
+
+
+def test_a_purge_cut_short_after_its_jobs_were_committed_is_finished_by_the_daemon(site: Site) -> None:
+    """A purge commits each batch's jobs (claimed, fate delete decided) before it removes the files. Killed
+    right then, the daemon finishes them once their lease runs out: the file goes, the job ends done."""
+    root = archive(site, {"a.jpg": 40, "b.jpg": 40})
+    site.rules(PURGE)
+    site.cli("status", check=True)  # the database
+    st = (root / "a.jpg").stat()
+    conn = sqlite3.connect(site.root / "var" / "flowd.db")
+    conn.execute(
+        "INSERT INTO jobs (tenant, hotfolder, relpath, relpath_raw, size, mtime_ns, dedupe, state, attempts, "
+        "created, updated, fate, lease_owner, lease_token, lease_until) VALUES ('default', "
+        "'~default/purge-originals', 'a.jpg', ?, ?, ?, 'x', 'claimed', 1, ?, ?, 'delete', 'gone-1-abc', 'tok', ?)",
+        (b"a.jpg", st.st_size, st.st_mtime_ns, time.time(), time.time(), time.time() - 1))
+    conn.commit()
+    conn.close()
+    site.start()
+    wait_for(lambda: not (root / "a.jpg").exists(), 10, message="the recorded fate applied")
+    assert (root / "b.jpg").exists(), "only what a job was committed for"
+    (row,) = db_rows(site, "SELECT state, status, fate FROM jobs")
+    assert (row["state"], row["status"], row["fate"]) == ("done", "finished", "delete")
