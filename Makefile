@@ -41,12 +41,14 @@ lint: $(VENV)/.installed-test
 	$(BIN)/mypy flowd
 
 # Routing throughput and latency (vs organize), metadata and imaging (vs exiftool and ImageMagick),
-# uploads to Azurite (vs the Azure SDK alone), then FTP uploads (vs a bare pyftpdlib server).
+# uploads to Azurite (vs the Azure SDK alone), FTP uploads (vs a bare pyftpdlib server), then a purge sweep
+# over 100,000 files (vs find -delete and organize).
 bench: $(VENV)/.installed-bench node_modules/.installed
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/images.py $(IMAGES_ARGS)
 	$(BIN)/python benchmarks/adls.py $(ADLS_ARGS)
 	$(BIN)/python benchmarks/ftp.py $(FTP_ARGS)
+	$(BIN)/python benchmarks/purge.py $(PURGE_ARGS)
 
 clean:
 	rm -rf var .pytest_cache benchmarks/work

@@ -76,20 +76,24 @@ def sweep_now(rt: Runtime, db: Database, rule: Rule, out: TextIO, work: Path) ->
     try:
         tally = sweeper.run_rule(rt, rule, run, tick=lambda t: bar.show(f"listing: {t.seen:,} seen, "
                                                                         f"{t.queued:,} queued"))
-        batch_size = rt.config.settings.flowd.batch_size
-        last_promote = 0.0
+        batch_size = max(rt.config.settings.flowd.batch_size, 256)
+        last_promote = last_count = 0.0
         while True:
             batch = queue.claim(batch_size, run=run)
             if batch:
                 processor.run_batch(batch)
+            now = time.monotonic()
+            if batch and now - last_count < 0.5:
+                continue  # counting a large run's jobs costs more than a batch: a few times a second is enough
+            last_count = now
             ended, total = sweeper.progress(run)
             bar.fraction(ended, total)
             if ended >= total:
                 break
             if not batch:
-                if time.monotonic() - last_promote > 0.5:  # retries that are due, leases that ran out
+                if now - last_promote > 0.5:  # retries that are due, leases that ran out
                     queue.promote()
-                    last_promote = time.monotonic()
+                    last_promote = now
                 time.sleep(0.1)  # the rest is claimed by a daemon, or waits for a retry
     except KeyboardInterrupt:
         bar.done()
