@@ -134,8 +134,9 @@ class Scheduler:
         except InterruptedError:
             logger.info("{} ({}): listing interrupted by shutdown; it resumes at the next start", plan.id, why)
             return
-        except Exception:
-            return  # logged and recorded by the sweeper
+        except Exception as exc:  # recorded in the run's row (state failed, error) by the sweeper
+            logger.error("{} ({}): the listing failed: {}", plan.id, why, exc)
+            return
         # A frequent schedule that finds nothing would fill the log: said at DEBUG.
         logger.log("INFO" if tally.queued else "DEBUG", "{} ({}): {:,} listed, {:,} queued in {:.1f}s", what, why,
                    tally.seen, tally.queued, time.monotonic() - started)

@@ -267,7 +267,7 @@ class Sweeper:
         except InterruptedError:
             raise
         except Exception as exc:  # the storage went away mid-listing: what was queued is processed
-            logger.opt(exception=exc).error("sweep {} failed while listing: {}", rule.name, exc)
+            logger.opt(exception=exc).debug("sweep {} failed while listing", rule.name)
             self.listed(run, tally, f"listing failed after {tally.seen:,} entries: {exc}")
             raise
         self.listed(run, tally)

@@ -53,6 +53,38 @@ poll_seconds = {poll_seconds}
 recursive = {recursive}
 """
 
+# A valid site with two tenants (each with its own storage and hot folder), for rule and config checks.
+TWO_TENANT_SITE = """\
+[flowd]
+data_dir = "var"
+database_url = "sqlite:///var/flowd.db"
+workers = 2
+rules = ["rules/*.yaml"]
+
+[storage.lake]
+kind = "local"
+root = "lake"
+tenants = ["default"]
+
+[storage.vault]
+kind = "local"
+root = "vault"
+tenants = ["acme"]
+
+[[hotfolders]]
+name = "inbox"
+path = "hot/inbox"
+output = "lake:assets"
+errors = "errors/inbox"
+
+[[hotfolders]]
+name = "acme-in"
+tenant = "acme"
+path = "hot/acme"
+output = "vault:acme"
+errors = "errors/acme"
+"""
+
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05,
              message: str = "condition") -> Any:

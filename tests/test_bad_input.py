@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from conftest import TWO_TENANT_SITE
 from loguru import logger
 
 from flowd.cli import main as cli_main
@@ -22,37 +23,8 @@ from flowd.cli import main as cli_main
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
-# The valid site every rule case starts from. Line numbers of YAML cases refer to the rule file only.
-SITE_TOML = """\
-[flowd]
-data_dir = "var"
-database_url = "sqlite:///var/flowd.db"
-workers = 2
-rules = ["rules/*.yaml"]
-
-[storage.lake]
-kind = "local"
-root = "lake"
-tenants = ["default"]
-
-[storage.vault]
-kind = "local"
-root = "vault"
-tenants = ["acme"]
-
-[[hotfolders]]
-name = "inbox"
-path = "hot/inbox"
-output = "lake:assets"
-errors = "errors/inbox"
-
-[[hotfolders]]
-name = "acme-in"
-tenant = "acme"
-path = "hot/acme"
-output = "vault:acme"
-errors = "errors/acme"
-"""
+# The valid site every rule case starts from (two tenants). Line numbers of YAML cases refer to the rule file only.
+SITE_TOML = TWO_TENANT_SITE
 
 GOOD_RULES = """\
 rules:

@@ -22,7 +22,8 @@ from flowd.jrf import (
     write_prf,
 )
 
-FIXTURE = Path("/work/shared/fixtures/colorfactory/jobs/nice-image.jrf")
+# A copy of the sample in ../shared/fixtures/colorfactory/jobs/ (CI has only this repository).
+FIXTURE = Path(__file__).parent / "fixtures" / "nice-image.jrf"
 JPEG_HEAD = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
 
 

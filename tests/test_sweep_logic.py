@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import TWO_TENANT_SITE
 
 from flowd.asset import Asset
 from flowd.condition import Condition
@@ -236,36 +237,7 @@ def test_keep_newest_on_a_large_listing() -> None:
 
 # -- flowd check: over: and schedules in rule files ----------------------------------------------------------
 
-SITE_TOML = """\
-[flowd]
-data_dir = "var"
-database_url = "sqlite:///var/flowd.db"
-workers = 2
-rules = ["rules/*.yaml"]
-
-[storage.lake]
-kind = "local"
-root = "lake"
-tenants = ["default"]
-
-[storage.vault]
-kind = "local"
-root = "vault"
-tenants = ["acme"]
-
-[[hotfolders]]
-name = "inbox"
-path = "hot/inbox"
-output = "lake:assets"
-errors = "errors/inbox"
-
-[[hotfolders]]
-name = "acme-in"
-tenant = "acme"
-path = "hot/acme"
-output = "vault:acme"
-errors = "errors/acme"
-"""
+SITE_TOML = TWO_TENANT_SITE
 
 
 def check(tmp_path: Path, rules: str) -> subprocess.CompletedProcess[str]:

@@ -8,17 +8,16 @@ import json
 import os
 import shutil
 import stat
-import struct
 import time
-import warnings
 import zipfile
-from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 from conftest import JPEG, PDF, Site, tree, wait_for
+from zipsupport import build, info, patch, snapshot
 
-SAMPLE_JRF = Path("/work/shared/fixtures/colorfactory/jobs/nice-image.jrf")
+# A copy of the sample in ../shared/fixtures/colorfactory/jobs/ (CI has only this repository).
+SAMPLE_JRF = Path(__file__).parent / "fixtures" / "nice-image.jrf"
 
 STORE_ALL = """
     rules:
@@ -27,71 +26,6 @@ STORE_ALL = """
           - store: {to: "{output}/{relpath}"}
 """
 
-Member = tuple[str | zipfile.ZipInfo, bytes]
-
-
-# -- archive helpers (after tests/test_unzip_logic.py) -------------------------------------------------------
-
-
-def build(path: Path, members: Iterable[Member], compression: int = zipfile.ZIP_DEFLATED) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # zipfile warns about duplicates it is asked to write
-        with zipfile.ZipFile(path, "w", compression) as zf:
-            for name, data in members:
-                zf.writestr(name, data)
-    return path
-
-
-def info(name: str, mode: int, system: int = 3) -> zipfile.ZipInfo:
-    zi = zipfile.ZipInfo(name)
-    zi.create_system = system
-    zi.external_attr = mode << 16
-    return zi
-
-
-def headers(path: Path, name: str) -> tuple[int, int]:
-    """Offsets of the entry's local header and central directory header."""
-    data = path.read_bytes()
-    with zipfile.ZipFile(path) as zf:
-        local = zf.getinfo(name).header_offset
-        pos = zf.start_dir
-    while data[pos:pos + 4] == b"PK\x01\x02":
-        nlen, xlen, clen = struct.unpack_from("<HHH", data, pos + 28)
-        if data[pos + 46:pos + 46 + nlen].decode("utf-8") == name:
-            return local, pos
-        pos += 46 + nlen + xlen + clen
-    raise AssertionError(f"no central header for {name}")
-
-
-def set_flag_bits(path: Path, name: str, flag_bits: int) -> None:
-    """Patch the general purpose flag of one entry in its local and central headers."""
-    local, central = headers(path, name)
-    data = bytearray(path.read_bytes())
-    struct.pack_into("<H", data, local + 6, flag_bits)
-    struct.pack_into("<H", data, central + 8, flag_bits)
-    path.write_bytes(bytes(data))
-
-
-def snapshot(root: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes | str]:
-    """Everything under root (files with their bytes, folders, links), top-level names in `skip` left out."""
-    seen: dict[str, bytes | str] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        if Path(dirpath) == root:
-            dirnames[:] = [d for d in dirnames if d not in skip]
-            filenames = [f for f in filenames if f not in skip]
-        for name in dirnames + filenames:
-            p = Path(dirpath, name)
-            rel = p.relative_to(root).as_posix()
-            if p.is_symlink():
-                seen[rel] = "link -> " + os.readlink(p)
-            elif p.is_dir():
-                seen[rel] = "folder"
-            elif stat.S_ISSOCK(p.lstat().st_mode):
-                seen[rel] = "socket"
-            else:
-                seen[rel] = p.read_bytes()
-    return seen
 
 
 def site_snapshot(site: Site) -> dict[str, bytes | str]:
@@ -208,7 +142,7 @@ def _symlink(path: Path) -> None:
 
 def _encrypted(path: Path) -> None:
     build(path, [("fine.jpg", JPEG), ("sub/secret.pdf", PDF)], zipfile.ZIP_STORED)
-    set_flag_bits(path, "sub/secret.pdf", 0x1)
+    patch(path, "sub/secret.pdf", flag_bits=0x1)
 
 
 def _ratio_bomb(path: Path) -> None:
