@@ -300,22 +300,14 @@ class Daemon:
     def _scan_in_background(self, folders: list[Folder]) -> None:
         if not folders:
             return
-        with self._scan_lock:
-            self._scanning += 1
 
         def work() -> None:
-            try:
-                for folder in folders:
-                    n = reconcile(folder, self.tracker, self._promote, self.queue.known)
-                    if n:
-                        logger.info("scan of {} queued {} file(s)", folder.name, n)
-            except Exception as exc:
-                logger.opt(exception=exc).error("scan failed: {}", exc)
-            finally:
-                with self._scan_lock:
-                    self._scanning -= 1
+            for folder in folders:
+                n = reconcile(folder, self.tracker, self._promote, self.queue.known)
+                if n:
+                    logger.info("scan of {} queued {} file(s)", folder.name, n)
 
-        threading.Thread(target=work, name="scan", daemon=True).start()
+        self._in_background("scan", work)
 
     def _in_background(self, name: str, work: Callable[[], object]) -> None:
         """Work that queues jobs off the main thread; --until-idle waits for it like for a scan."""

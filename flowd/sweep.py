@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from loguru import logger
 from sqlalchemy import func, insert, select, update
@@ -46,6 +46,7 @@ from flowd.trace import RunTrace
 from flowd.watch import has_writer, scan
 
 BATCH = 1000
+T = TypeVar("T")
 UNFINISHED = ("queued", "claimed", "waiting")
 # Conditions that need nothing but the listing's name, size and time: evaluated while listing.
 _CHEAP = (Name, Regex, Extension, Size, Age, HotFolderIs)
@@ -273,29 +274,41 @@ class Sweeper:
         self.listed(run, tally)
         return tally
 
-    def candidates(self, rt: Runtime, rule: Rule, tally: Tally, run: int | None) -> Iterator[list[Detected]]:
-        """Batches of jobs for what the listing holds and the cheap conditions do not rule out."""
+    def entries(self, rt: Runtime, rule: Rule, tally: Tally) -> Iterator[tuple[Listed, Asset, RunContext]]:
+        """The listing, less what is in a job already, each entry as an asset its conditions can read."""
         over = rule.over
         assert over is not None
         busy = self.in_flight([rule.source] + ([over.hotfolder] if over.hotfolder else []))
         spec = rt.folders[over.hotfolder].spec if over.hotfolder and over.hotfolder in rt.folders else None
         ctx = _context(rt)
         root = over.root or Path("/")
-        entries = (beyond_newest(lambda: listing(rt, rule), over.keep_newest, tally)
-                   if over.keep_newest is not None else listing(rt, rule))
-        batch: list[Detected] = []
-        for item in entries:
+        items = (beyond_newest(lambda: listing(rt, rule), over.keep_newest, tally)
+                 if over.keep_newest is not None else listing(rt, rule))
+        for item in items:
             tally.seen += 1
             if item.relpath in busy:
                 tally.passed["already in a job"] += 1
                 continue
-            asset = Asset(0, rule.tenant, rule.source, root, item.shown, item.size, item.mtime_ns, ctx.now,
-                          spec.output if spec else None, item.shown.rsplit("/", 1)[-1])
-            if prefilter(rule.condition, asset, ctx) is False:
-                tally.passed["conditions not met"] += 1
-                continue
-            batch.append(Detected(rule.tenant, rule.source, item.relpath, item.size, item.mtime_ns, item.version,
-                                  run_id=run))
+            yield item, Asset(0, rule.tenant, rule.source, root, item.shown, item.size, item.mtime_ns, ctx.now,
+                              spec.output if spec else None, item.shown.rsplit("/", 1)[-1]), ctx
+
+    def candidates(self, rt: Runtime, rule: Rule, tally: Tally, run: int | None) -> Iterator[list[Detected]]:
+        """Batches of jobs for what the listing holds and the cheap conditions do not rule out."""
+        def found() -> Iterator[Detected]:
+            for item, asset, ctx in self.entries(rt, rule, tally):
+                if prefilter(rule.condition, asset, ctx) is False:
+                    tally.passed["conditions not met"] += 1
+                    continue
+                yield Detected(rule.tenant, rule.source, item.relpath, item.size, item.mtime_ns, item.version,
+                               run_id=run)
+
+        yield from self.batches(found())
+
+    def batches(self, items: Iterable[T]) -> Iterator[list[T]]:
+        """Lists of BATCH items; a shutdown stops it between two (InterruptedError)."""
+        batch: list[T] = []
+        for item in items:
+            batch.append(item)
             if len(batch) >= BATCH:
                 if self.stopping.is_set():
                     raise InterruptedError
@@ -398,34 +411,19 @@ class Purge:
         return [self._remove(item) for item in claimed]
 
     def _decided(self) -> Iterator[list[tuple[Detected, list[dict[str, Any]]]]]:
-        rule, tally, rt = self.rule, self.tally, self.rt
-        over = rule.over
-        assert over is not None and over.root is not None
-        busy = self.sweeper.in_flight([rule.source] + ([over.hotfolder] if over.hotfolder else []))
-        ctx = _context(rt)
-        entries = (beyond_newest(lambda: listing(rt, rule), over.keep_newest, tally)
-                   if over.keep_newest is not None else listing(rt, rule))
-        batch: list[tuple[Detected, list[dict[str, Any]]]] = []
-        for item in entries:
-            tally.seen += 1
-            if item.relpath in busy:
-                tally.passed["already in a job"] += 1
-                continue
-            asset = Asset(0, rule.tenant, rule.source, over.root, item.shown, item.size, item.mtime_ns, ctx.now,
-                          None, item.shown.rsplit("/", 1)[-1])
-            records: list[dict[str, Any]] = []
-            if rule.condition is not None and not rule.condition.check(asset, ctx, records):
-                tally.passed["conditions not met"] += 1
-                continue
-            batch.append((Detected(rule.tenant, rule.source, item.relpath, item.size, item.mtime_ns,
-                                   run_id=self.run_id), records))
-            if len(batch) >= BATCH:
-                if self.sweeper.stopping.is_set():
-                    raise InterruptedError
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        """Batches of what the rule matches, each with its condition records (the trace's)."""
+        rule = self.rule
+
+        def matched() -> Iterator[tuple[Detected, list[dict[str, Any]]]]:
+            for item, asset, ctx in self.sweeper.entries(self.rt, rule, self.tally):
+                records: list[dict[str, Any]] = []
+                if rule.condition is not None and not rule.condition.check(asset, ctx, records):
+                    self.tally.passed["conditions not met"] += 1
+                    continue
+                yield Detected(rule.tenant, rule.source, item.relpath, item.size, item.mtime_ns,
+                               run_id=self.run_id), records
+
+        yield from self.sweeper.batches(matched())
 
     def _claim(self, batch: list[tuple[Detected, list[dict[str, Any]]]]) -> list[tuple[int, str, Detected, Any]]:
         """The batch's jobs, committed as claimed by this process with the fate decided."""

@@ -250,7 +250,7 @@ class Processor:
     def _conclude(self, rt: Runtime, job: Claimed, trace: RunTrace, outcome: Outcome, ctx: RunContext,
                   fate: str) -> Finished:
         if outcome.transient:
-            return self._wait(rt, job, trace, (outcome.error or {}).get("reason"), outcome.steps)
+            return self.wait(rt, job, trace, (outcome.error or {}).get("reason"), outcome.steps)
         if outcome.status == "vanished":
             return Finished(job, "done", "vanished", steps=outcome.steps, trace=trace.to_dict(), ruleset=rt.digest)
         trace.fate = fate
@@ -262,10 +262,6 @@ class Processor:
     def wait(self, rt: Runtime, job: Claimed, trace: RunTrace, reason: str | None,
              steps: list[tuple[str, str, dict[str, Any]]] | None = None) -> Finished:
         """A transient failure: the job waits with backoff (ZIP and JRF intake use it too)."""
-        return self._wait(rt, job, trace, reason, steps)
-
-    def _wait(self, rt: Runtime, job: Claimed, trace: RunTrace, reason: str | None,
-              steps: list[tuple[str, str, dict[str, Any]]] | None = None) -> Finished:
         delay = backoff(job.attempts, rt.config.settings.flowd.retry_base_seconds,
                         rt.config.settings.flowd.retry_max_seconds)
         trace.status, trace.fate = "waiting", f"retry in {delay:.1f}s"
@@ -292,7 +288,7 @@ class Processor:
                     info = storage.stat(job.relpath)
             except StepError as exc:
                 if exc.transient:
-                    return self._wait(rt, job, trace, str(exc))
+                    return self.wait(rt, job, trace, str(exc))
                 trace.status, trace.error = "quarantined", {"reason": str(exc)}
                 return Finished(job, "quarantined", "quarantined", fate="quarantine", trace=trace.to_dict(),
                                 error=json.dumps({"reason": str(exc), "job": job.id}), ruleset=rt.digest)
