@@ -50,6 +50,7 @@ class Parser:
         self.events: Mapping[str, object] = {}  # [events.NAME] streams, for `on: [{storage_events: NAME}]`
         self.ftp_groups: Mapping[str, str] = {}  # [[ftp.groups]] name -> tenant, for `on: [{ftp: GROUP}]`
         self.ftp_outputs: Mapping[str, str | None] = {}  # "ftp:GROUP" -> the output its uploads have
+        self.sweep_outputs: dict[str, str | None] = {}  # "~TENANT/RULE" -> the output of the hot folder it sweeps
 
     def error(self, loc: Loc, message: str, got: Any = _UNSET, allowed: str | None = None) -> None:
         self.errors.append(ConfigError(self.file, yaml_line(self.root, loc), ".".join(map(str, loc)), message,
@@ -110,6 +111,8 @@ class Parser:
             return None
 
     def _output_of(self, source: str) -> str | None:
+        if source.startswith("~"):  # a sweep: {output} is the output of the hot folder it lists, if it lists one
+            return self.sweep_outputs.get(source)
         if source.startswith("ftp:"):  # a group's uploads have the output of the folder they land in
             return self.ftp_outputs.get(source)
         return self.hotfolders[source].output
@@ -124,6 +127,7 @@ class Parser:
             missing = [h for h in self.rule_hotfolders if h.startswith("@") or not self._output_of(h)]
             if missing:
                 what = (f"events stream '{missing[0][1:].partition('#')[0]}'" if missing[0].startswith("@")
+                        else "this sweep (only over: {hotfolder: NAME} gives one)" if missing[0].startswith("~")
                         else f"FTP group '{missing[0][4:]}'" if missing[0].startswith("ftp:")
                         else f"hot folder '{missing[0]}'")
                 self.error(loc, f"uses {{output}} but {what} has no output", source)

@@ -267,6 +267,8 @@ def _parse_rule(item: object, loc: Loc, p: Parser) -> Rule | None:
     over = parse_over(item["over"], [*loc, "over"], p) if "over" in item else None
     if "over" in item:
         hotfolders = {sweep_source(p.tenant, str(name))}
+        swept = p.hotfolders.get(over.hotfolder) if over is not None and over.hotfolder else None
+        p.sweep_outputs[sweep_source(p.tenant, str(name))] = swept.output if swept is not None else None
         if len(str(name)) > 190:  # its jobs' source, "~TENANT/NAME", fits the 255 characters a source has
             p.error([*loc, "name"], "a sweep rule's name is at most 190 characters", name)
         if "on" in item:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import calendar
 import json
 import os
+import signal
 import sqlite3
 import time
 from pathlib import Path
@@ -351,3 +352,50 @@ def test_a_purge_cut_short_after_its_jobs_were_committed_is_finished_by_the_daem
     assert (root / "b.jpg").exists(), "only what a job was committed for"
     (row,) = db_rows(site, "SELECT state, status, fate FROM jobs")
     assert (row["state"], row["status"], row["fate"]) == ("done", "finished", "delete")
+
+
+def test_a_sweep_rule_cannot_ask_for_a_hot_folder_or_an_output_it_does_not_have(site: Site) -> None:
+    site.rules("""
+        rules:
+          - name: by-folder
+            over: {folder: "archive"}
+            if:
+              - hotfolder: inbox
+            do:
+              - store: {to: "{output}/old/{name}"}
+          - name: by-hotfolder
+            over: {hotfolder: inbox}
+            do:
+              - store: {to: "{output}/old/{name}"}
+    """)
+    result = site.cli("check")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert any(ln.startswith("rules/rules.yaml:6: rules.0.if.0.hotfolder: a sweep rule's files come from over:")
+               for ln in lines), result.stderr
+    assert any(ln.startswith("rules/rules.yaml:8: rules.0.do.0.store.to: uses {output} but this sweep") for ln in lines)
+    assert "rules.1" not in result.stderr, "over: {hotfolder: inbox} has that folder's output"
+
+
+def test_sighup_starts_and_stops_schedules(site: Site) -> None:
+    root = archive(site, {})
+    root.mkdir(exist_ok=True)
+    site.rules("rules: []\n")
+    site.start()
+    site.rules("""
+        rules:
+          - name: purge-temp
+            on: [{schedule: {every: 1s}}]
+            over: {folder: "archive"}
+            if: [{name: "*.tmp"}]
+            do: [{delete: {}}]
+    """)
+    site.signal(signal.SIGHUP)
+    (root / "a.tmp").write_bytes(b"x")
+    wait_for(lambda: not (root / "a.tmp").exists(), 10, message="the schedule added by SIGHUP runs")
+    site.rules("rules: []\n")
+    site.signal(signal.SIGHUP)
+    time.sleep(1.5)  # a firing already under way may still finish
+    (root / "b.tmp").write_bytes(b"x")
+    time.sleep(2.5)
+    assert (root / "b.tmp").exists(), "the schedule removed by SIGHUP no longer runs"

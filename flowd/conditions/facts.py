@@ -88,6 +88,11 @@ def build_format(value: object, loc: Loc, p: Parser) -> Format | None:
 
 
 def build_hotfolder(value: object, loc: Loc, p: Parser) -> HotFolderIs | None:
+    if any(src.startswith("~") for src in p.rule_hotfolders):
+        # A sweep's jobs come from its own listing, whatever folder it lists: the condition would never hold.
+        p.error(loc, "a sweep rule's files come from over:, not from a hot folder; to sweep a hot folder, "
+                "write over: {hotfolder: NAME}", value)
+        return None
     items = value if isinstance(value, list) else [value]
     known = p.hotfolders_of_tenant()
     bad = [v for v in items if not isinstance(v, str) or v not in known]  # [[inbox]] is unhashable
