@@ -6,7 +6,6 @@ import errno
 import json
 import os
 import shutil
-import stat
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from flowd.config import DEFAULT_IGNORE, Config, HotFolder, ftp_staging
 from flowd.errors import PermanentError, TransientError
 from flowd.glob import compile_glob
+from flowd.samefile import same_file
 from flowd.storage.base import incremented
 
 if TYPE_CHECKING:
@@ -114,24 +114,6 @@ def build_folders(config: Config) -> dict[str, Folder]:
     return out
 
 
-def same_file(path: Path, size: int, mtime_ns: int, real_dirs: dict[str, bool] | None = None) -> bool:
-    """Still the regular file that was detected: not replaced by a FIFO or a symlink, and not reached
-    through a folder since swapped for a symlink (that would read or delete a file outside the hot folder).
-
-    `real_dirs` caches the folder check for one batch: realpath() costs an lstat per path component."""
-    try:
-        st = os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return False
-    if not (stat.S_ISREG(st.st_mode) and st.st_size == size and st.st_mtime_ns == mtime_ns):
-        return False
-    parent = str(path.parent)
-    real = real_dirs.get(parent) if real_dirs is not None else None
-    if real is None:
-        real = os.path.realpath(parent) == os.path.normpath(parent)
-        if real_dirs is not None:
-            real_dirs[parent] = real
-    return real
 
 
 def apply_fate(folder: Folder, relpath: str, size: int, mtime_ns: int, fate: str,

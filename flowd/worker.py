@@ -31,11 +31,12 @@ from flowd.asset import Asset, Upload
 from flowd.context import RunContext
 from flowd.engine import Outcome
 from flowd.errors import StepError, TransientError
-from flowd.hotfolder import Folder, apply_fate, same_file
+from flowd.hotfolder import Folder, apply_fate
 from flowd.imaging.complete import truncation
 from flowd.queue import Claimed, Detected, Finished, JobQueue, backoff
 from flowd.rules import Rule
 from flowd.runtime import Runtime
+from flowd.samefile import same_file
 from flowd.storage.base import BlobInfo
 from flowd.stored import apply_blob_fate, blob_storage, stored_asset
 from flowd.trace import RunTrace
