@@ -441,6 +441,7 @@ class Purge:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+            child.stdout.close()
 
     def _outcomes(self, child: subprocess.Popen[bytes], claimed: list[tuple[int, str, Detected, Any]]) -> list[str]:
         """The child's word on a batch; if it died, the batch is removed here instead (idempotent)."""
