@@ -27,7 +27,7 @@ from flowd.hotfolder import Folder
 from flowd.notify import sd_notify, watchdog_interval
 from flowd.queue import Detected, JobQueue
 from flowd.runtime import Runtime, load_runtime
-from flowd.scheduler import Scheduler, planned, run_once_folders
+from flowd.scheduler import Scheduler, hotfolder_schedule, planned, run_once_folders
 from flowd.sweep import Sweeper
 from flowd.watch import Tracker, Watcher, reconcile
 from flowd.worker import Processor, WorkerPool
@@ -96,6 +96,8 @@ class Daemon:
         if not self.until_idle:
             self.scheduler = Scheduler(self.sweeper, lambda: self.runtime)
             self.scheduler.start(self.runtime)
+        else:  # batch mode processes what is in the hot folders now, scheduled ones included
+            self._in_background("scheduled", self._run_scheduled_now)
         sd_notify("READY=1\nSTATUS=watching " + ", ".join(f.name for f in folders))
         logger.info("flowd watching {} hot folder(s) with {} workers; rules {} ({} rules); {} schedule(s)",
                     len(folders), core.workers, self.runtime.rules.digest[:12], len(self.runtime.rules.rules),
@@ -324,6 +326,14 @@ class Daemon:
                     self._scanning -= 1
 
         threading.Thread(target=run, name=name, daemon=True).start()
+
+    def _run_scheduled_now(self) -> None:
+        for folder in self.runtime.folders.values():
+            if folder.spec.enabled and folder.spec.schedule is not None:
+                run = self.sweeper.manual(hotfolder_schedule(folder.name), folder.spec.tenant)
+                tally = self.sweeper.run_hotfolder(self.runtime, folder, run)
+                logger.info("hot folder {} (scheduled; --until-idle takes it now): {:,} files queued", folder.name,
+                            tally.queued)
 
     def _close_runs(self) -> None:
         """Sweeps whose last job ended: their record is completed and said in the log."""

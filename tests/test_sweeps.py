@@ -399,3 +399,22 @@ def test_sighup_starts_and_stops_schedules(site: Site) -> None:
     (root / "b.tmp").write_bytes(b"x")
     time.sleep(2.5)
     assert (root / "b.tmp").exists(), "the schedule removed by SIGHUP no longer runs"
+
+
+def test_batch_mode_takes_a_scheduled_hot_folder_now(site: Site) -> None:
+    """`flowd run --until-idle` processes what is in the hot folders, a scheduled one included."""
+    site.configure(hotfolders=[{}])
+    site.config.write_text(site.config.read_text().replace(
+        'recursive = true\n', 'recursive = true\nrun = { cron = "0 3 * * *" }\n', 1))
+    site.rules("""
+        rules:
+          - name: store
+            do:
+              - store: {to: "lake:assets/{relpath}"}
+    """)
+    for name in ("a.jpg", "sub/b.jpg"):
+        site.drop(name, JPEG)
+    proc = site.start("--until-idle")
+    assert proc.wait(30) == 0, site.log()
+    assert files(site.lake / "assets") == ["a.jpg", "sub/b.jpg"]
+    assert [r["why"] for r in db_rows(site, "SELECT why FROM runs")] == ["manual"]
