@@ -567,6 +567,13 @@ def cross_check(config: Config, shown: str, line_of: LineOf) -> list[ConfigError
         errors.append(ConfigError(shown, find(("metadata", "configuration")), "metadata.configuration",
                                   f"no such file: {config.path(xml)}", xml,
                                   "the path of a MetadataConfiguration.xml, relative to this file"))
+    if s.path_map:
+        from flowd.jrf import PathMap
+
+        try:  # the same construction the job requests use: what passes here cannot fail there
+            PathMap({k: str(config.path(v)) for k, v in s.path_map.items()})
+        except ValueError as exc:
+            errors.append(ConfigError(shown, find(("path_map",)), "path_map", str(exc)))
     if s.ftp is not None:
         errors += _check_ftp(config, shown, find, folders, roots)
     for i, a in enumerate(s.hotfolders):

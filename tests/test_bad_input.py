@@ -209,6 +209,15 @@ CONFIG_CASES = [
         path = "hot/inbox"
         output = "lake:assets/../../etc"
         """, 8, "hotfolders.0.output", "would leave its container", "got 'lake:assets/../../etc'"),
+    toml("path-map-same-prefix-twice", """\
+        [path_map]
+        '\\\\cfserver\\images' = "srv/images"
+        '\\\\CFSERVER\\images' = "srv/other"
+        """, 1, "path_map", "name the same prefix"),
+    toml("path-map-not-a-windows-path", """\
+        [path_map]
+        '/mnt/images' = "srv/images"
+        """, 1, "path_map", "is not a Windows path prefix"),
     toml("hotfolder-output-storage-of-other-tenant", """\
         [storage.vault]
         kind = "local"
