@@ -77,7 +77,7 @@ def run_zip(proc: Processor, rt: Runtime, folder: Folder, job: Claimed, asset: A
         except StepError as exc:
             if exc.transient:
                 return proc.wait(rt, job, trace, str(exc))
-            return _quarantine(rt, folder, job, trace, str(exc), zip_record={"refused": str(exc)})
+            return quarantine(rt, folder, job, trace, str(exc), zip_record={"refused": str(exc)})
         rels = [(into / n).relative_to(folder.root).as_posix() for n in names]
         children = []
         for rel in rels:
@@ -183,14 +183,14 @@ def _refused(rt: Runtime, folder: Folder, job: Claimed, asset: Asset, trace: Run
              request: jrfmod.JobRequest | None, code: int, description: str,
              steps: list[tuple[str, str, dict[str, Any]]] | None = None) -> Finished:
     result = Result(asset.source, request, request.output_file or "" if request else "", code, description)
-    finished = _quarantine(rt, folder, job, trace, f"job request refused (PRF code {code}): {description}",
+    finished = quarantine(rt, folder, job, trace, f"job request refused (PRF code {code}): {description}",
                            steps=steps)
     if folder.spec.prf:
         finished.epilogue = result.write
     return finished
 
 
-def _quarantine(rt: Runtime, folder: Folder, job: Claimed, trace: RunTrace, reason: str,
+def quarantine(rt: Runtime, folder: Folder, job: Claimed, trace: RunTrace, reason: str,
                 zip_record: dict[str, Any] | None = None,
                 steps: list[tuple[str, str, dict[str, Any]]] | None = None) -> Finished:
     fate = folder.fate(False, False, True)

@@ -196,6 +196,9 @@ class Processor:
             except FileNotFoundError:
                 trace.status = "vanished"
                 return Finished(job, "done", "vanished", trace=trace.to_dict(), ruleset=rt.digest)
+            except Exception as exc:  # a bug must not stop the worker's loop on this file forever (as in the engine)
+                logger.opt(exception=exc).error("internal error on job {}: {}", job.id, exc)
+                return intake_kinds.quarantine(rt, folder, job, trace, f"internal error: {type(exc).__name__}: {exc}")
         done = self.queue.done_steps(job.id) if job.attempts > 1 else {}
         ctx = self.context(rt, detected, job.tenant)
         outcome = rt.engine.run(asset, ctx, trace, done)
