@@ -531,7 +531,7 @@ RULE_CASES = [
         - name: photos
           do:
             - store: {to: "lake:photos/{name}", conflit: increment}
-        """, 4, "rules.0.do.0.store.conflit", "unknown key 'conflit' (got 'conflit'; allowed: conflict, to)"),
+        """, 4, "rules.0.do.0.store.conflit", "unknown key 'conflit' (got 'conflit'; allowed: conflict, digits, keep_mtime, to)"),
     rule("action-misspelt-required-key", """\
         - name: photos
           do:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from flowd.action import Result, Step
 from flowd.actions.common import render_target, validate
@@ -23,15 +24,23 @@ class StoreSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     to: str
     conflict: Conflict = Conflict.FAIL
+    keep_mtime: bool = False
+    digits: int | None = Field(None, ge=1, le=9)
 
 
 @dataclass(frozen=True, slots=True)
 class Store:
     """`store: {to: "lake:originals/{relpath}", conflict: increment}`: write a copy; the source stays
-    until the hot folder's `after` decides its fate."""
+    until the hot folder's `after` decides its fate.
+
+    `keep_mtime: true`: the output gets the source's modification time (Color Factory's "copy file date");
+    ADLS keeps it in the blob's metadata as `flowd_mtime`. `digits: 3` (with `conflict: increment`):
+    photo_001.jpg rather than photo_1.jpg."""
 
     to: Template
     conflict: Conflict
+    keep_mtime: bool = False
+    digits: int = 0
     kind: ClassVar[str] = "store"
     effectful: ClassVar[bool] = True
     consumes: ClassVar[bool] = False
@@ -50,8 +59,9 @@ class Store:
         if not ctx.simulate and self.consumes and origin is not None and asset.content is None \
                 and origin.storage == target.storage:
             renamed = self._rename(storage, origin.key, target.key, origin.version, ctx)
+        mtime_ns = asset.mtime_ns if self.keep_mtime else None
         if ctx.simulate:
-            put = storage.plan(target.key, self.conflict, asset.sha256)
+            put = storage.plan(target.key, self.conflict, asset.sha256, digits=self.digits)
             if in_place and self.conflict is Conflict.OVERWRITE:
                 record["in_place"] = True
         elif renamed is not None:
@@ -69,23 +79,29 @@ class Store:
                 # The upload hashes the bytes as it reads them; asset.sha256 (a second read of the file)
                 # runs only if a comparison needs the hash first (skip_identical finding a blob there).
                 put = storage.put_file(target.key, path, conflict=self.conflict, token=step.token,
-                                       sha256=asset.sha256, info=info, replaces=replaces)
+                                       sha256=asset.sha256, info=info, replaces=replaces, mtime_ns=mtime_ns,
+                                       digits=self.digits)
             if replaces is not None:
                 record["in_place"] = True
         elif asset.content is not None:
             # Rewritten bytes in the job's work folder are private: linking them is always safe (the
-            # storage copies instead once the file already has a second name).
+            # storage copies instead once the file already has a second name). Being private, it can take the
+            # source's time itself so that keep_mtime still links, unless an earlier output shares it already.
+            if mtime_ns is not None and os.stat(asset.content).st_nlink == 1:
+                os.utime(asset.content, ns=(mtime_ns, mtime_ns))
             put = storage.put_file(target.key, asset.path, conflict=self.conflict, token=step.token,
-                                   sha256=asset.sha256, may_link=True)
+                                   sha256=asset.sha256, may_link=True, mtime_ns=mtime_ns, digits=self.digits)
         else:
             # One link per job at most: two outputs sharing one inode would also share the step token.
             may_link = (asset.disposable or self.consumes) and not ctx.linked and origin is None
             put = storage.put_file(target.key, asset.path, conflict=self.conflict, token=step.token,
-                                   sha256=asset.sha256, may_link=may_link)
+                                   sha256=asset.sha256, may_link=may_link, mtime_ns=mtime_ns, digits=self.digits)
             if put.linked:
                 ctx.linked.append((target.storage, put.key))
         record = {"target": f"{target.storage}:{put.key}", "outcome": put.outcome, "conflict": self.conflict.value,
                   **record}
+        if self.keep_mtime:
+            record["keep_mtime"] = True
         if asset.sidecar is not None:
             # The XMP sidecar follows its file's final name (after `increment`): photo_1.jpg -> photo_1.xmp.
             key = posixpath.splitext(put.key)[0] + ".xmp"
@@ -101,7 +117,7 @@ class Store:
         if rename is None or source == key:
             return None
         with ctx.released():
-            put: Put | None = rename(source, key, conflict=self.conflict, etag=version)
+            put: Put | None = rename(source, key, conflict=self.conflict, etag=version, digits=self.digits)
         return put
 
 
@@ -120,13 +136,24 @@ class Move(Store):
     consumes: ClassVar[bool] = True
 
 
+S = TypeVar("S", bound=Store)
+
+
 def build_store(value: object, loc: Loc, p: Parser) -> Store | None:
-    spec = validate(StoreSpec, value, loc, p)
-    to = p.target(spec.to, [*loc, "to"]) if spec else None
-    return Store(to, spec.conflict) if spec and to else None
+    return _build(Store, value, loc, p)
 
 
 def build_move(value: object, loc: Loc, p: Parser) -> Move | None:
+    return _build(Move, value, loc, p)
+
+
+def _build(kind: type[S], value: object, loc: Loc, p: Parser) -> S | None:
     spec = validate(StoreSpec, value, loc, p)
-    to = p.target(spec.to, [*loc, "to"]) if spec else None
-    return Move(to, spec.conflict) if spec and to else None
+    if spec is None:
+        return None
+    to = p.target(spec.to, [*loc, "to"])
+    if spec.digits is not None and spec.conflict is not Conflict.INCREMENT:
+        p.error([*loc, "digits"], "digits pads the counter that conflict: increment appends; this conflict policy "
+                f"is '{spec.conflict.value}'", spec.digits)
+        return None
+    return kind(to, spec.conflict, spec.keep_mtime, spec.digits or 0) if to else None

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, Concatenate, NoReturn, ParamSpec, TypeVar
 from urllib.parse import quote, urlsplit
@@ -44,11 +45,18 @@ from flowd.target import TargetError, clean_key
 
 SHA_KEY = "flowd_sha256"
 STEP_KEY = "flowd_step"
+MTIME_KEY = "flowd_mtime"  # keep_mtime: the source's modification time (Last-Modified cannot be set)
 CONTAINER_RULE = ("3-63 characters: lowercase letters, digits and single hyphens, starting and ending with a "
                   "letter or digit")
 _CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
 _MAX_INCREMENT = 100_000
 _MAX_RACES = 20
+
+
+def iso_mtime(mtime_ns: int) -> str:
+    """A file time as the `flowd_mtime` metadata holds it: ISO 8601 in UTC, to the microsecond."""
+    when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=mtime_ns // 1000)
+    return when.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def describe(info: Mapping[str, str]) -> dict[str, str]:
@@ -195,18 +203,22 @@ class AdlsStorage:
     @_guarded
     def put_file(self, key: str, source: Path, *, conflict: Conflict, token: str,
                  sha256: Callable[[], str], may_link: bool = False, info: Mapping[str, str] | None = None,
-                 replaces: str | None = None) -> Put:
+                 replaces: str | None = None, mtime_ns: int | None = None, digits: int = 0) -> Put:
+        """`mtime_ns`: a blob's Last-Modified is the service's own and cannot be set, so the time is kept in its
+        metadata instead, as `flowd_mtime` (ISO 8601, UTC, e.g. 2024-05-01T09:30:00.123456Z)."""
         container, _ = self._split(key)
         client = self._container(container)
         # The hash goes into the blob's metadata, computed from the very bytes uploaded as they are read;
         # `sha256` is asked only when a comparison comes before any upload (skip_identical looks first).
         digest = _Digest(sha256)
+        if mtime_ns is not None:
+            info = {**(info or {}), MTIME_KEY: iso_mtime(mtime_ns)}
         tags = {**describe(info or {}), STEP_KEY: token}
         if replaces is not None:
             return self._replace(client, key, source, tags, replaces, digest)
         n, races = 0, 0
         while n < _MAX_INCREMENT:
-            candidate = key if n == 0 else incremented(key, n)
+            candidate = key if n == 0 else incremented(key, n, digits)
             blob = self._split(candidate)[1]
             # Identical bytes need no upload at all, so skip_identical looks first. The other policies upload
             # conditionally straight away (one request per file) and look only when refused.
@@ -377,11 +389,11 @@ class AdlsStorage:
         return h.hexdigest() == digest()
 
     @_guarded
-    def plan(self, key: str, conflict: Conflict, sha256: Callable[[], str]) -> Put:
+    def plan(self, key: str, conflict: Conflict, sha256: Callable[[], str], digits: int = 0) -> Put:
         container, _ = self._split(key)
         client = self.client.get_container_client(container)
         for n in range(_MAX_INCREMENT):
-            candidate = key if n == 0 else incremented(key, n)
+            candidate = key if n == 0 else incremented(key, n, digits)
             blob = self._split(candidate)[1]
             meta = self._metadata(client, candidate, blob)
             if meta is None:
@@ -485,7 +497,7 @@ class AdlsStorage:
         return self._hns
 
     @_guarded
-    def rename(self, source: str, key: str, *, conflict: Conflict, etag: str | None) -> Put | None:
+    def rename(self, source: str, key: str, *, conflict: Conflict, etag: str | None, digits: int = 0) -> Put | None:
         """Move a blob within this account by the Data Lake API's atomic rename: no bytes travel, and the
         source version (ETag) and a free destination (If-None-Match: *) are conditions of the one request.
         None: not possible here (no hierarchical namespace, or skip_identical needs a look at the bytes):
@@ -497,7 +509,7 @@ class AdlsStorage:
         self._container(self._split(key)[0])
         service = self._datalake()
         for n in range(_MAX_INCREMENT):
-            candidate = key if n == 0 else incremented(key, n)
+            candidate = key if n == 0 else incremented(key, n, digits)
             container, path = self._split(candidate)
             conditions: dict[str, Any] = {}
             if etag is not None:

@@ -48,7 +48,7 @@ class Storage(Protocol):
 
     def put_file(self, key: str, source: Path, *, conflict: Conflict, token: str,
                  sha256: Callable[[], str], may_link: bool = False, info: Mapping[str, str] | None = None,
-                 replaces: str | None = None) -> Put:
+                 replaces: str | None = None, mtime_ns: int | None = None, digits: int = 0) -> Put:
         """Write `source` at `key` under the conflict policy, atomically (temp name, then into place).
 
         `token` identifies the step: a retry with the same token recognises its own earlier write
@@ -56,6 +56,9 @@ class Storage(Protocol):
         so a storage on the same file system may hard-link it instead of copying the bytes. `info`:
         where the output came from (source, rule, tenant, job), kept with it where the storage can.
         `replaces`: an in-place edit of a stored asset, allowed only over that version (its ETag).
+        `mtime_ns`: the modification time the written file gets (`keep_mtime`), where the storage can set one
+        (local: the file's own time; ADLS, whose Last-Modified is the service's: metadata `flowd_mtime`).
+        `digits`: `increment` pads its counter to this many digits (photo_001.jpg); 0: photo_1.jpg.
         """
         ...
 
@@ -63,7 +66,7 @@ class Storage(Protocol):
         """Give a linked output its own copy of the bytes (its source is staying after all)."""
         ...
 
-    def plan(self, key: str, conflict: Conflict, sha256: Callable[[], str]) -> Put:
+    def plan(self, key: str, conflict: Conflict, sha256: Callable[[], str], digits: int = 0) -> Put:
         """What put_file would do, touching nothing (for `flowd simulate`)."""
         ...
 
@@ -80,10 +83,11 @@ class Storage(Protocol):
         ...
 
 
-def incremented(key: str, n: int) -> str:
-    """a/b/photo.jpg -> a/b/photo_3.jpg (Color Factory's 'append an incremental number')."""
+def incremented(key: str, n: int, digits: int = 0) -> str:
+    """a/b/photo.jpg -> a/b/photo_3.jpg (Color Factory's 'append an incremental number'); with digits=3,
+    a/b/photo_003.jpg (its counterDigits; a counter longer than that keeps all its digits)."""
     head, _, name = key.rpartition("/")
     dot = name.rfind(".")
     stem, ext = (name[:dot], name[dot:]) if dot > 0 else (name, "")
-    new = f"{stem}_{n}{ext}"
+    new = f"{stem}_{str(n).zfill(digits)}{ext}"
     return f"{head}/{new}" if head else new

@@ -9,6 +9,7 @@ import hashlib
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -74,25 +75,30 @@ class LocalStorage:
     # -- writes --------------------------------------------------------------------------------------
     def put_file(self, key: str, source: Path, *, conflict: Conflict, token: str,
                  sha256: Callable[[], str], may_link: bool = False, info: Mapping[str, str] | None = None,
-                 replaces: str | None = None) -> Put:
+                 replaces: str | None = None, mtime_ns: int | None = None, digits: int = 0) -> Put:
+        """`mtime_ns` is set on the temporary file before it takes its final name, so the output never shows
+        another time, whichever name `increment` gives it; a linked write links only a source that has that
+        time already (else it copies: the source's own time is never changed)."""
         if replaces is not None:
             raise PermanentError(f"storage '{self.name}' holds no versioned assets to edit in place")
         path = self._path(key)
         self._ensure_dir(path.parent)
         if may_link and self.link:
-            put = self._put_linked(source, path, key, conflict, token, sha256)
+            put = self._put_linked(source, path, key, conflict, token, sha256, mtime_ns, digits)
             if put is not None:
                 return put
         tmp = path.parent / f"{TEMP_PREFIX}{token}"
         try:
             self._copy(source, tmp)
+            if mtime_ns is not None:
+                os.utime(tmp, ns=(time.time_ns(), mtime_ns), follow_symlinks=False)
             self._tag(str(tmp), token)
             if conflict is Conflict.OVERWRITE:
                 os.replace(tmp, path)
                 self._wrote(path)
                 return Put(key, "written")
             try:
-                return self._written(self._place(str(tmp), key, conflict, token, sha256))
+                return self._written(self._place(str(tmp), key, conflict, token, sha256, digits))
             finally:
                 _unlink_quietly(tmp)
         except OSError as exc:
@@ -100,7 +106,7 @@ class LocalStorage:
             raise _classify(exc, f"cannot write {path}") from None
 
     def _put_linked(self, source: Path, path: Path, key: str, conflict: Conflict, token: str,
-                    sha256: Callable[[], str]) -> Put | None:
+                    sha256: Callable[[], str], mtime_ns: int | None = None, digits: int = 0) -> Put | None:
         """Hard-link the source instead of copying it when both share a file system: no bytes move, and
         removing the source later frees no blocks. Callers only ask when the source is going away.
 
@@ -118,6 +124,11 @@ class LocalStorage:
             # the same inode would share its bytes and its step token with the first, so copy instead.
             if st.st_dev != self._device or not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
                 return None
+            # The link shares the source's inode and so its time: wanting another one (a source changed
+            # since it was seen) means a copy, as setting it here would also hide the change from the
+            # fate's same-file check.
+            if mtime_ns is not None and st.st_mtime_ns != mtime_ns:
+                return None
             self._tag(fd, token)
             by_fd = f"/proc/self/fd/{fd}"
             tmp = path.parent / f"{TEMP_PREFIX}{token}"
@@ -127,7 +138,7 @@ class LocalStorage:
                 os.replace(tmp, path)
                 self._wrote(path)
                 return Put(key, "written", linked=True)
-            put = self._written(self._place(by_fd, key, conflict, token, sha256))
+            put = self._written(self._place(by_fd, key, conflict, token, sha256, digits))
             return Put(put.key, put.outcome, linked=put.outcome == "written")
         except OSError as exc:
             if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP,
@@ -148,6 +159,8 @@ class LocalStorage:
         tmp = path.parent / f"{TEMP_PREFIX}unshare-{os.getpid()}-{threading.get_ident()}"
         try:
             self._copy(path, tmp)
+            # The copy is the same output: it keeps its time (a `keep_mtime` output stays dated as its source).
+            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
             try:
                 token = os.getxattr(path, TOKEN_XATTR, follow_symlinks=False)
                 os.setxattr(tmp, TOKEN_XATTR, token)
@@ -159,9 +172,10 @@ class LocalStorage:
             _unlink_quietly(tmp)
             raise _classify(exc, f"cannot unshare {path}") from None
 
-    def _place(self, src: str, key: str, conflict: Conflict, token: str, sha256: Callable[[], str]) -> Put:
+    def _place(self, src: str, key: str, conflict: Conflict, token: str, sha256: Callable[[], str],
+               digits: int = 0) -> Put:
         for n in range(_MAX_INCREMENT):
-            candidate = key if n == 0 else incremented(key, n)
+            candidate = key if n == 0 else incremented(key, n, digits)
             path = self.root / candidate
             try:
                 # link() never replaces: two writers cannot silently overwrite each other.
@@ -183,10 +197,10 @@ class LocalStorage:
                         "(use conflict: increment, overwrite or skip_identical)") from None
         raise ConflictError(f"more than {_MAX_INCREMENT} names taken for {self.name}:{key}")
 
-    def plan(self, key: str, conflict: Conflict, sha256: Callable[[], str]) -> Put:
+    def plan(self, key: str, conflict: Conflict, sha256: Callable[[], str], digits: int = 0) -> Put:
         self._path(key)
         for n in range(_MAX_INCREMENT):
-            candidate = key if n == 0 else incremented(key, n)
+            candidate = key if n == 0 else incremented(key, n, digits)
             path = self.root / candidate
             if not path.exists():
                 return Put(candidate, "written")
