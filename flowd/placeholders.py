@@ -3,12 +3,13 @@ metadata fields and the AutoRouting helpers (prefix, dates, weekday, day)."""
 
 from __future__ import annotations
 
+import posixpath
 import re
 import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from flowd.asset import Asset
+from flowd.asset import Asset, split_name
 from flowd.template import Field, format_date
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ def resolve(field: Field, asset: Asset, step_id: str = "", path: bool = False) -
         case "color": return asset.image().color
         case "prefix": return prefix_of(asset.stem, field.key)[0]
         case "unprefixed": return prefix_of(asset.stem, field.key)[1] + asset.ext
+        case "source_prefix": return prefix_of(split_name(posixpath.basename(asset.source_relpath))[0], field.key)[0]
         case "date": return format_date(date_of(asset, field.key), field.fmt or "%Y-%m-%d")
         case "weekday": return WEEKDAYS[date_of(asset, field.key).weekday()]
         case "day": return f"{date_of(asset, field.key).day:02d}"

@@ -28,7 +28,8 @@ PLACEHOLDERS: dict[str, FormatKind] = {
     # image facts of the asset's current bytes (after any convert)
     "width": "none", "height": "none", "color": "none",
     # routing helpers, one per Color Factory AutoRouting method
-    "prefix": "separator", "unprefixed": "separator", "date": "source_date", "weekday": "source", "day": "source",
+    # (`source_prefix`: the prefix of the name the file arrived with, whatever `rename` did since)
+    "prefix": "separator", "unprefixed": "separator", "source_prefix": "separator", "date": "source_date", "weekday": "source", "day": "source",
     # `{meta.116}`, `{meta.caption}`, `{meta.photoshop:Credit}`, `{meta.55:%Y/%m}`: resolved when the rule loads
     "meta": "date",
     # `{ftp.user}`, `{ftp.group}`, `{ftp.client}`, `{ftp.time:%Y-%m-%d}`: who delivered the asset over FTP
