@@ -1,4 +1,4 @@
-"""The command line: run | check | simulate | trace | status | retry | ftp-user.
+"""The command line: run | check | simulate | trace | status | retry | sweep | ftp-user | migrate.
 
 Every user error is one clear message and exit status 1; a traceback means a bug in flowd.
 """
@@ -116,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="add: a permission (repeat for more; default: upload only, a write-only drop box)")
     p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     p.add_argument("--json", action="store_true", help="list: as JSON")
+    from flowd.migrate.command import add_parsers
+
+    add_parsers(sub)
     return parser
 
 
