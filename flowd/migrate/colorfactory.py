@@ -19,9 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from flowd.glob import GlobError, compile_glob
+from flowd.metadata.codes import unknown_codes
 from flowd.migrate.export import Channel, Export, Purge, Section, Setting, number
 from flowd.migrate.paths import Local, MapError, Mapped, PathMapper, Stored
 from flowd.migrate.report import Part, Report, Where
+from flowd.migrate.xmlsafe import Node
 from flowd.migrate.yamlout import Lines, flow, scalar
 
 # Raster formats flowd's convert reads; the families Color Factory sorts the rest into, by extension.
@@ -83,6 +86,63 @@ class Importer:
         self.folder_names: set[str] = set()
         self.path_map: dict[str, str] = {}
         self.maps: dict[str, dict[str, str]] = {}
+        self.covered: set[int] = set()
+        self.parts_by_node: dict[int, Part] = {}  # id() of a channel's or purging channel's node -> its part  # id() of attributes reported as part of a whole element
+
+    def cover(self, node: Node) -> None:
+        """A whole element (a macro entry, a routing method with its table) is reported as one row."""
+        stack = [node]
+        while stack:
+            n = stack.pop()
+            self.covered.update(id(a) for a in n.attrs.values())
+            stack.extend(n.children)
+
+    def _leftovers(self) -> None:
+        """Every attribute of the export is in the report: what no row names yet gets one here, so a setting
+        the importer does not know how to carry is listed, never silently dropped."""
+        named: set[tuple[int, str]] = set()
+        for p in [self.report.site, *self.report.parts]:
+            for row in p.rows:
+                head, _, rest = row.setting.partition(" ")
+                named.add((row.line, rest.partition("=")[0].lower()))
+        owner: dict[int, Part] = {}
+        for ch in self.x.channels:
+            part = self._part(ch)
+            stack = [ch.node]
+            while stack:
+                n = stack.pop()
+                owner[id(n)] = part
+                stack.extend(n.children)
+        for pg in self.x.purges:
+            part = self.parts_by_node[id(pg.node)]
+            stack = [pg.node]
+            while stack:
+                n = stack.pop()
+                owner[id(n)] = part
+                stack.extend(n.children)
+        site = self.report.site
+        unknown = self.x.warnings.unknown
+        stack = [self.x.document.root]
+        while stack:
+            n = stack.pop()
+            stack.extend(n.children)
+            if id(n) in unknown:
+                continue
+            for key, a in n.attrs.items():
+                if id(a) in unknown or id(a) in self.covered or (a.line, key) in named:
+                    continue
+                s = Setting(n.name, a.name, a.value, a.line)
+                part = owner.get(id(n), site)
+                if n.tag == "colorfactoryconfiguration":
+                    site.add(s, "mapped", "noted in the report (not a setting)")
+                elif n.tag == "channel" and key == "id":
+                    part.add(s, "mapped", "in the rule's description; masterChannel references resolve through it")
+                elif n.tag == "channelgroup" and key == "name":
+                    site.add(s, "mapped", "the group's channels are in one rule file named after it")
+                elif n.tag == "globalfolders":
+                    site.add(s, "not carried", "not used: every hot folder has its own folder of this kind")
+                else:
+                    part.add(s, "not carried", "read but not used by the importer (please report this)")
 
     # -- paths ----------------------------------------------------------------------------------------
     def _paths(self) -> None:
@@ -197,6 +257,7 @@ class Importer:
             rel = f"rules/{_unique('purging', taken)}.yaml"
             for p in self.x.purges:
                 part = Part(p.title, p.node.line)
+                self.parts_by_node[id(p.node)] = part
                 self.report.parts.append(part)
                 self._purge(lines, rel, p, part)
                 done += 1
@@ -205,6 +266,7 @@ class Importer:
             files[rel] = lines.text()
         # Storages appear in the rules only once they are rendered: the config is written last.
         files["config.toml"] = self._config_text(cfg)
+        self._leftovers()
         self.report.files = sorted(files)
         return Result(files, self.report)
 
@@ -215,6 +277,7 @@ class Importer:
         for ch in self.x.channels:
             part = Part(ch.title, ch.line)
             parts[id(ch)] = part
+            self.parts_by_node[id(ch.node)] = part
             self.report.parts.append(part)
             if ch.id in by_id:
                 first = by_id[ch.id]
@@ -471,10 +534,7 @@ class Importer:
         return self.target(m) if m is not None else None
 
     def _part(self, ch: Channel) -> Part:
-        for p in self.report.parts:
-            if p.title == ch.title and p.line == ch.line:
-                return p
-        raise KeyError(ch.title)
+        return self.parts_by_node[id(ch.node)]
 
     # -- schedules --------------------------------------------------------------------------------------
     def _schedule(self, sec: Section, part: Part, what: str) -> tuple[object | None, str, list[tuple[Part, Setting | tuple[str, int], str, str]]]:
@@ -639,12 +699,22 @@ class Importer:
         if minutes:
             conds.append((f"age: {{gt: {_int(minutes)}m}}", None, main.get("maxageminutes"),
                           f"age > {_int(minutes)} minutes" + (" (both ages must hold)" if days else "")))
+        if keep and (days or minutes):
+            part.add((f"{p.node.name} maxFiles with an age", p.node.line), "approximated",
+                     f"a file is purged when it lies beyond the newest {int(keep)} and is older than the age (both "
+                     "must hold); a second rule would purge by age alone")
         for key, val in (("maxagedays", days), ("maxageminutes", minutes)):
             s = main.get(key)
             if s is not None and not val:
                 part.add(s, "mapped", "no age limit")
         f = p.filters
-        patterns = (f.text("patterns") or "").split()
+        patterns = []
+        for pat in (f.text("patterns") or "").split():
+            try:
+                compile_glob(pat)
+                patterns.append(pat)
+            except GlobError as exc:
+                self.x.warnings.add(f.line, f"{p.title}: name pattern {pat!r} cannot be used ({exc}): left out")
         if patterns:
             conds.append((f"name: {flow(patterns)}", None, f.get("patterns"), "name patterns"))
         inc = _extensions(f.text("includeextensions"))
@@ -938,6 +1008,7 @@ class ChannelRules:
             ts = sec.get("type")
             label = f'Routing type="{ts.value if ts else "?"}"' + (f' name="{sec.text("name")}"' if sec.text("name") else "")
             here = (label, node.line)
+            self.imp.cover(node)
             sec.get("name")
             if kind == "FileNamePrefix":
                 length = sec.number("length", None, 1, 64)
@@ -1047,6 +1118,7 @@ class ChannelRules:
             wait = sec.number("waitseconds", 0, 0, 3600, integer=False) or 0
             overwrite = sec.flag("overwrite", False)
             here = (f'MergeText mode="{mode}"', node.line)
+            imp.cover(node)
             rows = [(x, "mapped", "", "") for x in (sec.get("waitseconds"), sec.get("overwrite")) if x]
             if mode == "LookForMatchingTextFile":
                 ext = sec.text("extension")
@@ -1106,6 +1178,7 @@ class ChannelRules:
             steps.append(([("set_metadata:", None)] + [(f"  - {t}", c) for t, c in entries],
                           [(s, st, o, f"  - {k}") for s, st, o, k in erows]))
         for node in md.children("categorymapping")[:1]:
+            imp.cover(node)
             table = {m.attrs["from"].value: m.attrs["to"].value for m in node.children
                      if m.tag == "map" and "from" in m.attrs and "to" in m.attrs}
             if table:
@@ -1137,13 +1210,21 @@ class ChannelRules:
         sec = Section("field", [(f, None)], self.imp.x.warnings)
         fid = sec.text("id")
         here = (f'Field id="{fid}" action="{sec.text("action") or "Replace"}"', f.line)
+        self.imp.cover(f)
         if not fid or not self._field_ok(fid, f.line, "macro field"):
             return None, (here, "not carried", f"field {fid!r} is not known (see the warnings)")
         action = sec.choice("action", ("Clear", "Append", "Replace", "AddSubstring", "ReplaceSubstring"), "Replace")
         entry: dict[str, object] = {"field": _num_or(fid), "action": _snake(action or "Replace")}
-        content = sec.text("content", "") or ""
+        cs_ = sec.get("content")
+        content = cs_.value if cs_ is not None else ""
+        bad = unknown_codes(content)
+        if bad:
+            self.imp.x.warnings.add(f.line, f"{self.ch.title}: macro field {fid}: unknown dynamic code(s) "
+                                            f"{', '.join(bad)}: the entry is left out")
+            return None, (here, "not carried", f"unknown dynamic code(s) {', '.join(bad)}")
         if action != "Clear":
-            entry["value"] = content
+            # The content is a template for flowd: a literal brace is doubled, %%INS codes stay as they are.
+            entry["value"] = content.replace("{", "{{").replace("}", "}}")
         find = sec.text("find")
         if action == "ReplaceSubstring":
             if not find:
@@ -1188,6 +1269,15 @@ class ChannelRules:
                 part.add(("ColorManagement (several targets)", cm.line), "approximated",
                          f"flowd converts every mode to one output profile: {to}")
             color["to"] = to
+            space = {"srgb": "rgb", "p3": "rgb", "cmyk": "cmyk", "gray": "gray"}.get(to)
+            processed = getattr(self, "modes", {})
+            left = [k for k, v in targets.items() if v == "None" and {"grayscale": "gray"}.get(k, k) != space
+                    and processed.get({"grayscale": "gray"}.get(k, k)) == "process"]
+            if left:
+                part.add((f"ColorManagement {' '.join(k + '=None' for k in left)}", cm.line), "approximated",
+                         f"flowd converts every colour mode to {to}: {', '.join(left)} inputs, which Color Factory "
+                         "leaves in their colour space, are converted too (InputFileFormats Copy or "
+                         "NoPixelProcessing keeps them as they are)")
         inp = cm.text("inputprofile")
         if inp:
             color["assume"] = _profile(inp, set())
@@ -1351,6 +1441,7 @@ class ChannelRules:
                          "the name without its prefix ({unprefixed})", ""))
         chars: dict[str, str] = {}
         for cmap in fn.children("charactermap")[:1]:
+            self.imp.cover(cmap)
             for m in cmap.children:
                 if m.tag != "map" or "code" not in m.attrs:
                     continue
@@ -1364,6 +1455,10 @@ class ChannelRules:
                 if char in ("/", "\x00") or (0xD800 <= ord(char) <= 0xDFFF):
                     self.imp.x.warnings.add(m.line, f'CharacterMap code="{code}": not a file-name character: ignored')
                     continue
+                if any(c in rep for c in "/\\\x00"):
+                    self.imp.x.warnings.add(m.line, f'CharacterMap code="{code}": the replacement {rep!r} holds a '
+                                                    "path separator: '_' is used instead")
+                    rep = "_"
                 chars[char] = rep
             if chars:
                 rows.append(((f"CharacterMap ({len(chars)} codes)", cmap.line), "mapped", "rename chars:", ""))

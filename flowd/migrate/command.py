@@ -111,7 +111,8 @@ def _check(config: Path) -> tuple[bool, str, list[str]]:
     try:
         rt = load_runtime(str(config))
     except ConfigErrors as exc:
-        return False, f"{len(exc.errors)} error(s) (a bug of the importer: please report it)", \
+        return False, (f"{len(exc.errors)} error(s): folders of the export collide in flowd (below); give the "
+                       "colliding paths separate local folders with --map (the longest prefix wins)"), \
             [e.render() for e in exc.errors]
     except FlowdError as exc:
         return False, f"failed: {exc}", [str(exc)]

@@ -92,6 +92,7 @@ class Warnings:
     """What the reader tolerated, each with the line it is on; the report lists them all."""
 
     items: list[tuple[int, str]] = field(default_factory=list)
+    unknown: set[int] = field(default_factory=set)  # id() of Attr and Node objects already warned about
 
     def add(self, line: int, message: str) -> None:
         self.items.append((line, message))
@@ -303,7 +304,7 @@ def read(document: Document) -> Export:
     tops: dict[str, Node] = {}
     for child in root.children:
         if child.tag not in TOP:
-            warnings.add(child.line, f"unknown element <{child.name}> in <{root.name}>: ignored")
+            unknown_element(child, root.name, warnings)
             continue
         if child.tag in tops:
             warnings.add(child.line, f"a second <{child.name}> (the first is on line {tops[child.tag].line}): "
@@ -324,20 +325,20 @@ def read(document: Document) -> Export:
                 elif c.tag in SECTIONS:
                     _check_section(c, warnings)
                 else:
-                    warnings.add(c.line, f"unknown element <{c.name}> in <ChannelGroup>: ignored")
+                    unknown_element(c, "ChannelGroup", warnings)
         else:
-            warnings.add(child.line, f"unknown element <{child.name}> in <ProcessChannels>: ignored")
+            unknown_element(child, "ProcessChannels", warnings)
     purges: list[Purge] = []
     for child in tops["purgingchannels"].children if "purgingchannels" in tops else []:
         if child.tag != "purgingchannel":
-            warnings.add(child.line, f"unknown element <{child.name}> in <PurgingChannels>: ignored")
+            unknown_element(child, "PurgingChannels", warnings)
             continue
         _check_attrs(child, PURGE_ATTRS, warnings)
         for c in child.children:
             if ("purgingchannel", c.tag) in NESTED:
                 _check_nested(c, "purgingchannel", warnings)
             else:
-                warnings.add(c.line, f"unknown element <{c.name}> in <PurgingChannel>: ignored")
+                unknown_element(c, "PurgingChannel", warnings)
         purges.append(Purge(child, warnings))
     if not channels and not purges:
         where = tops.get("processchannels", root)
@@ -357,14 +358,27 @@ def _channel(node: Node, group: Node | None, warnings: Warnings) -> Channel:
     seen: dict[str, int] = {}
     for c in node.children:
         if c.tag not in SECTIONS:
-            warnings.add(c.line, f"unknown element <{c.name}> in <Channel>: ignored")
+            unknown_element(c, "Channel", warnings)
             continue
         if c.tag in seen:
-            warnings.add(c.line, f"a second <{c.name}> in one channel (the first is on line {seen[c.tag]}): ignored")
+            unknown_element(c, node.name, warnings)
+            warnings.items[-1] = (c.line, f"a second <{c.name}> in one channel (the first is on line {seen[c.tag]}): "
+                                          "ignored")
             continue
         seen[c.tag] = c.line
         _check_section(c, warnings)
     return Channel(node, group, warnings)
+
+
+def unknown_element(node: Node, where: str, warnings: Warnings) -> None:
+    """An element outside the vocabulary: one warning; its attributes and children are not reported again."""
+    warnings.add(node.line, f"unknown element <{node.name}> in <{where}>: ignored")
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        warnings.unknown.add(id(n))
+        warnings.unknown.update(id(a) for a in n.attrs.values())
+        stack.extend(n.children)
 
 
 def _check_section(node: Node, warnings: Warnings) -> None:
@@ -373,7 +387,7 @@ def _check_section(node: Node, warnings: Warnings) -> None:
         if (node.tag, c.tag) in NESTED:
             _check_nested(c, node.tag, warnings)
         else:
-            warnings.add(c.line, f"unknown element <{c.name}> in <{node.name}>: ignored")
+            unknown_element(c, node.name, warnings)
 
 
 def _check_nested(node: Node, parent: str, warnings: Warnings) -> None:
@@ -386,12 +400,13 @@ def _check_nested(node: Node, parent: str, warnings: Warnings) -> None:
             if (n.tag, c.tag) in NESTED:
                 stack.append((c, n.tag))
             else:
-                warnings.add(c.line, f"unknown element <{c.name}> in <{n.name}>: ignored")
+                unknown_element(c, n.name, warnings)
 
 
 def _check_attrs(node: Node, known: frozenset[str], warnings: Warnings) -> None:
     for key, a in node.attrs.items():
         if key not in known:
+            warnings.unknown.add(id(a))
             warnings.add(a.line, f'unknown attribute {a.name}="{_short(a.value)}" on <{node.name}>: ignored')
 
 
