@@ -15,11 +15,11 @@ import pytest
 import yaml
 
 from flowd.metadata.fields import DEFAULT_FIELDS
-from flowd.rules import RuleLoader
 from flowd.migrate.colorfactory import Importer, Options
 from flowd.migrate.export import read
 from flowd.migrate.paths import Local, MapError, PathMapper, Stored
 from flowd.migrate.xmlsafe import Node, read_export
+from flowd.rules import RuleLoader
 
 CF = Path(__file__).parent / "fixtures" / "colorfactory"  # copies of ../shared/fixtures/colorfactory
 WIRE, NEWS = CF / "wire-agency.xml", CF / "newsroom.xml"
