@@ -224,3 +224,21 @@ def test_a_256_channel_export_imports_checks_and_shows_progress_on_a_terminal(tm
     assert "importing [" in text and "256/272 channels" in text and "272/272 channels" in text
     assert "256 channel(s), 16 purging channel(s)" in text and "flowd check: OK (64 hot folder(s)" in text
     assert len(list((tmp_path / "site" / "rules").glob("*.yaml"))) == 65
+
+
+def test_a_second_import_replaces_the_first_and_keeps_hand_written_rules(tmp_path: Path) -> None:
+    first = run_cli("migrate", "colorfactory", str(NEWS), "--out", "site", *sum((["--map", m] for m in NEWS_MAPS), []),
+                    cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    rules = tmp_path / "site" / "rules"
+    assert (rules / "purging.yaml").exists()
+    (rules / "mine.yaml").write_text("rules: []\n")
+    no_purges = tmp_path / "news.xml"
+    text = NEWS.read_text()
+    no_purges.write_text(text[:text.index("<PurgingChannels>")] + "</ColorFactoryConfiguration>\n")
+    second = run_cli("migrate", "colorfactory", str(no_purges), "--out", "site",
+                     *sum((["--map", m] for m in NEWS_MAPS), []), cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert not (rules / "purging.yaml").exists() and (rules / "mine.yaml").exists()
+    assert "removed rules/purging.yaml" in second.stdout
+    assert "rules/mine.yaml was not written by the importer" in second.stdout

@@ -251,7 +251,8 @@ class Importer:
             files[rel] = lines.text()
         if self.x.purges:
             lines = Lines()
-            lines.note(f"Imported from {self.x.path}: the purging channels, as scheduled sweep rules.")
+            lines.note(f"Imported from {self.x.path} by `flowd migrate colorfactory`: the purging channels, as "
+                       "scheduled sweep rules.")
             lines.add("")
             lines.add("rules:")
             rel = f"rules/{_unique('purging', taken)}.yaml"

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from flowd.errors import ConfigError, ConfigErrors, FlowdError
 
+IMPORTED_MARK = "by `flowd migrate colorfactory`"  # in the first line of every file the importer writes
+
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("migrate", help="Import another tool's configuration (Color Factory), or verify one.",
@@ -75,6 +77,7 @@ def cmd_colorfactory(args: argparse.Namespace) -> int:
     result = Importer(export, options, fields).run()
     out.mkdir(parents=True, exist_ok=True)
     (out / "rules").mkdir(exist_ok=True)
+    notes = _stale(out, result.files)
     for rel, text in result.files.items():
         _write(out / rel, text)
     if args.metadata_config:
@@ -91,11 +94,33 @@ def cmd_colorfactory(args: argparse.Namespace) -> int:
     print(f"  settings: {counts.get('mapped', 0)} mapped, {counts.get('approximated', 0)} approximated, "
           f"{counts.get('not carried', 0)} not carried; {len(report.warnings)} warning(s): see {out / 'MIGRATION.md'}")
     print(f"  flowd check: {checked[1]}")
+    for note in notes:
+        print(f"  {note}")
     if not checked[0]:
         for line in checked[2]:
             print(f"    {line}", file=sys.stderr)
         return 1
     return 0
+
+
+def _stale(out: Path, files: dict[str, str]) -> list[str]:
+    """A second import into the same folder replaces the first: rule files an earlier import wrote and this
+    one does not are removed (flowd would load them); rule files written by hand stay, and are named."""
+    notes = []
+    for path in sorted((out / "rules").glob("*.yaml")):
+        rel = f"rules/{path.name}"
+        if rel in files:
+            continue
+        try:
+            head = path.read_text(encoding="utf-8", errors="replace")[:400]
+        except OSError:
+            continue
+        if IMPORTED_MARK in head:
+            path.unlink()
+            notes.append(f"removed {rel} (written by an earlier import, not by this one)")
+        else:
+            notes.append(f"{rel} was not written by the importer: flowd loads it with the imported rules")
+    return notes
 
 
 def _write(path: Path, text: str) -> None:
