@@ -714,8 +714,8 @@ class Importer:
             try:
                 compile_glob(pat)
                 patterns.append(pat)
-            except GlobError as exc:
-                self.x.warnings.add(f.line, f"{p.title}: name pattern {pat!r} cannot be used ({exc}): left out")
+            except GlobError as err:
+                self.x.warnings.add(f.line, f"{p.title}: name pattern {pat!r} cannot be used ({err}): left out")
         if patterns:
             conds.append((f"name: {flow(patterns)}", None, f.get("patterns"), "name patterns"))
         inc = _extensions(f.text("includeextensions"))
