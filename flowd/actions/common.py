@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -39,12 +40,27 @@ def validate(model: type[M], value: object, loc: Loc, p: Parser) -> M | None:
         return None
 
 
-def render_target(template: Template, asset: Asset, step: Step) -> Target:
-    text = render(template, asset, step, path=True)
+def render_target(template: Template, asset: Asset, step: Step,
+                  storages: Mapping[str, Storage] | None = None) -> Target:
+    text = _collapse(render(template, asset, step, path=True), storages)
     try:
         return parse_target(text)
     except TargetError as exc:
         raise PathEscapeError(f"rendered target {text!r} is not allowed: {exc}") from None
+
+
+def _collapse(text: str, storages: Mapping[str, Storage] | None) -> str:
+    """A placeholder that renders empty leaves no empty folder: `cf:{prefix:_|map:desks}/{date:file:%Y}/x.jpg`
+    with an unlisted prefix is `cf:2026/x.jpg`, as Color Factory's AutoRouting adds no folder for it. In a
+    remote storage the first segment names the container, so an empty one stays an error there."""
+    name, colon, key = text.partition(":")
+    if not colon or ("//" not in key and not key.startswith("/")):
+        return text
+    parts = key.split("/")
+    storage = storages.get(name) if storages is not None else None
+    if storage is not None and storage.remote:
+        return f"{name}:{parts[0]}/" + "/".join(p for p in parts[1:] if p) if len(parts) > 1 else text
+    return f"{name}:" + "/".join(p for p in parts if p)
 
 
 def render(template: Template, asset: Asset, step: Step, path: bool = False) -> str:

@@ -42,7 +42,7 @@ class DeleteTarget:
     effectful: ClassVar[bool] = True
 
     def run(self, asset: Asset, ctx: RunContext, step: Step) -> Result:
-        target = render_target(self.target, asset, step)
+        target = render_target(self.target, asset, step, ctx.storages)
         storage = target_storage(ctx, target, asset.tenant)
         if ctx.simulate:
             outcome = "would delete" if storage.exists(target.key) else "nothing to delete"

@@ -46,7 +46,7 @@ class Store:
     consumes: ClassVar[bool] = False
 
     def run(self, asset: Asset, ctx: RunContext, step: Step) -> Result:
-        target = render_target(self.to, asset, step)
+        target = render_target(self.to, asset, step, ctx.storages)
         storage = ctx.storages.get(target.storage)
         if storage is None:
             raise PermanentError(f"no storage named '{target.storage}'")
