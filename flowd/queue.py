@@ -277,10 +277,18 @@ class JobQueue:
         """Mark jobs done/waiting/quarantined and, in the same transaction, claim the next batch."""
         t = now()
         rows = [(f.state, f.status, f.error, f.retry_at, f.fate, t, f.job.id, f.job.token) for f in results]
+        # A source the fate took away (deleted, moved) frees its key: the same file dropped again later (same
+        # name, bytes and date, as a copy keeping the camera's date is) is new work, as in Color Factory. The
+        # fate was applied before this commit, so the watcher cannot meet the old file under a free key.
+        gone = [(f.job.id,) for f in results
+                if f.state == "done" and f.fate is not None and (f.fate in ("delete", "unmatched")
+                                                                  or f.fate.startswith("move:"))]
         with self.db.write() as conn:
             if rows:
                 cur = self.db.cursor(conn)
                 cur.executemany(self.db.sql(_FINISH), rows)
+                if gone:
+                    cur.executemany(self.db.sql(_RELEASE), gone)
                 cur.close()
             return self._claim(conn, claim) if claim else []
 
@@ -297,6 +305,7 @@ _INSERT_STEP = ("INSERT INTO steps (job_id, step, token, record, done) VALUES (?
 _INSERT_TRACE = "INSERT INTO traces (job_id, attempt, tenant, status, created, body) VALUES (?, ?, ?, ?, ?, ?)"
 _INSERT_LEDGER = "INSERT INTO ledger (tenant, rule, sha256, job_id) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
 _SET_FATE = "UPDATE jobs SET fate = ?, ruleset = ? WHERE id = ? AND lease_token = ?"
+_RELEASE = "UPDATE jobs SET dedupe = NULL WHERE id = ? AND state = 'done' AND lease_token IS NULL"
 _FINISH = ("UPDATE jobs SET state = ?, status = ?, error = ?, not_before = ?, fate = ?, lease_owner = NULL, "
            "lease_token = NULL, lease_until = NULL, updated = ? WHERE id = ? AND lease_token = ?")
 
