@@ -108,7 +108,7 @@ def test_newsroom_schedules_naming_jrf_and_the_archive_purge(tmp_path: Path) -> 
     assert scans["do"][0]["convert"]["modes"] == {"rgb": "copy", "gray": "skip"}  # type: ignore[index]
     assert scans["do"][0]["convert"]["format"] == {"type": "tiff", "bits": 16}  # type: ignore[index]
     editorial = rules["jrf-from-editorial-system"]["do"][0]["convert"]  # type: ignore[index]
-    assert editorial == {"resize": {"exact": [1200, 800]}, "format": {"type": "jpeg", "quality": 100,
+    assert editorial == {"resize": {"exact": [1200, 800], "upscale": True}, "format": {"type": "jpeg", "quality": 100,
                                                                       "progressive": True}}
     archive = rules["keep-last-5000-in-archive"]
     assert archive["over"] == {"folder": "var/images/Archive", "recursive": True, "keep_newest": 5000}

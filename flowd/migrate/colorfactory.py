@@ -137,6 +137,9 @@ class Importer:
                     site.add(s, "mapped", "noted in the report (not a setting)")
                 elif n.tag == "channel" and key == "id":
                     part.add(s, "mapped", "in the rule's description; masterChannel references resolve through it")
+                elif n.tag == "channelgroup" and key == "enabled":
+                    site.add(s, "mapped", "its channels' rules are " + ("enabled" if _bool(a.value) else
+                                                                        "disabled (enabled: false)"))
                 elif n.tag == "channelgroup" and key == "name":
                     site.add(s, "mapped", "the group's channels are in one rule file named after it")
                 elif n.tag == "globalfolders":
@@ -389,7 +392,13 @@ class Importer:
         rows: list[tuple[str, object, str, list[tuple[Part, Setting | tuple[str, int], str, str]]]] = []
         path = inp.get("path")
         assert path is not None
-        rows.append(("path", f.local, path.value, [(part, path, "mapped", "the hot folder's path")]))
+        unc = path.value.strip().startswith(("\\\\", "//"))
+        rows.append(("path", f.local, path.value, [(part, path, "mapped", "the hot folder's path" + (
+            " (a UNC share in Color Factory: if this folder is a network mount, set poll_seconds, since file "
+            "system events do not cross SMB or NFS)" if unc else ""))]))
+        if not any(_on(c) for c in f.channels):
+            rows.append(("enabled", False, "every channel reading this folder is disabled: files stay where they are",
+                         []))
         recursive = inp.flag("includesubfolders", False)
         s = inp.get("includesubfolders")
         rows.append(("recursive", recursive, f"InputFolder includeSubfolders={'yes' if recursive else 'no'}",
@@ -445,7 +454,13 @@ class Importer:
                     self._global_used(glob, f"{key} of hot folder '{f.name}'")
                 del note
             elif key == "errors":
-                rows.append(("errors", f"var/error/{f.name}", "no Error folder in the export: one per hot folder", []))
+                rows.append(("errors", f"var/error/{f.name}", "no Error folder in the export: one per hot folder",
+                             [(part, (f"{ch.node.name} (no Error folder)", ch.line), "approximated",
+                               f"no Error folder in the export: errors = var/error/{f.name}")]))
+            else:
+                part.add((f"{ch.node.name} (no Unknown folder)", ch.line), "approximated",
+                         "no Unknown folder in the export: files no channel takes stay in the hot folder "
+                         "(unmatched = \"leave\")")
         s = ch["errorhandling"].get("disableofflinedetection")
         if s is not None:
             part.add(s, "approximated", "flowd has no offline switch: an unreachable folder or storage is a transient "
@@ -454,7 +469,9 @@ class Importer:
         if jrf.flag("enabled", False):
             js, ws, cs = jrf.get("enabled"), jrf.get("writeresultfile"), jrf.get("ignorecropandsize")
             prf = jrf.flag("writeresultfile", False)
-            rows.append(("jrf", True, js.label if js else "", [(part, js, "mapped", "jrf = true")] if js else []))
+            rows.append(("jrf", True, js.label if js else "", [(part, js, "approximated", (
+                "jrf = true; a request naming M_OUTPUT_FILE gets its output there, and the channel's rule stores "
+                "it to the output folder too"))] if js else []))
             if prf:
                 rows.append(("prf", True, ws.label if ws else "", [(part, ws, "mapped", "prf = true")] if ws else []))
             elif ws:
@@ -468,8 +485,11 @@ class Importer:
                 if s is not None:
                     part.add(s, "mapped", "job requests are off for this channel")
         for c in f.channels[1:]:
-            for sec in ("runschedule", "jobrequestfiles"):
+            for sec in ("runschedule", "jobrequestfiles", "inputfolder", "errorhandling"):
                 for s in c[sec].unread():
+                    if s.attr.lower() in ("copyinputfileto", "copyfiledate", "mirrorsubfolders", "minfilesizebytes",
+                                          "path"):
+                        continue  # per channel (outputs), or reported with the hot folder's rules
                     self._part(c).add(s, "not carried", f"{c[sec].name} belongs to the input folder: the hot folder "
                                                         f"follows its first channel, {f.master.title}")
                     c[sec].used.add(s.attr.lower())
@@ -640,11 +660,15 @@ class Importer:
         L.add(f"    description: {scalar(p.title)}")
         enabled = main.flag("enabled", True)
         es = main.get("enabled")
+        no_target = main.choice("action", ("Delete", "Move"), "Delete") == "Move" and self.mapped(main.get("moveto")) is None
         if es is not None:
             if not enabled:
                 part.add(es, "mapped", "enabled: false", Where(rel, L.add("    enabled: false", es.label)))
             else:
-                part.add(es, "mapped", "the rule is enabled")
+                part.add(es, "mapped", "the rule is enabled" if not no_target else "enabled, but the rule is off: "
+                                                                                  "action Move names no moveTo folder")
+        if no_target and enabled:
+            L.add("    enabled: false", "action=Move without a moveTo folder: nothing to move to")
         run, comment, rows = self._schedule(p.schedule, part, "the sweep's schedule")
         if isinstance(run, dict):
             line = L.add(f"    on: [{{schedule: {flow(run)}}}]", comment)
@@ -655,9 +679,13 @@ class Importer:
                 L.note("RunOnce: no schedule; run it with `flowd sweep " + name + "`", "    ")
         else:
             line = 0
+        once = p.schedule and p.schedule.text("mode", "").lower() == "runonce"  # type: ignore[union-attr]
         for prt, src, status, outcome in rows:
-            prt.add(src, status, outcome if run != {"every": "60s"} else "a sweep every minute (purging has no "
-                                                                       "'on arrival')", Where(rel, line))
+            if run == {"every": "60s"}:
+                outcome = "a sweep every minute (purging has no 'on arrival')"
+            elif once:
+                outcome = f"no schedule: run it once by hand, `flowd sweep {name}`"
+            prt.add(src, status, outcome, Where(rel, line) if line else None)
         if not p.schedule:
             part.add((f"{p.node.name} (no RunSchedule)", p.node.line), "approximated",
                      "RunAlways assumed: a sweep every minute", Where(rel, line))
@@ -739,10 +767,11 @@ class Importer:
         if action == "Move":
             mm = self.mapped(moveto)
             if mm is None:
-                line = L.add("      - delete: {}", "action=Move without a moveTo folder: nothing to move to")
+                line = L.add("      - delete: {}", "a placeholder: the rule is off until a move target is set")
                 if acts:
-                    part.add(acts, "approximated", "no moveTo folder: the files are left alone instead", Where(rel, line))
-                L.lines[-1] = "      - quarantine: {reason: \"the purging channel names no moveTo folder\"}"
+                    part.add(acts, "not carried", "action Move without a moveTo folder: the rule is disabled "
+                                                  "(enabled: false) until you give it a move target",
+                             Where(rel, line))
             else:
                 target = self.target(mm)
                 sub = "{relpath}" if recursive else "{name}"
@@ -778,6 +807,7 @@ class ChannelRules:
     rel: str
     part: Part
     pending: list[tuple[Setting | tuple[str, int], str, str]] = field(default_factory=list)
+    nothing: bool = False  # every input format goes to Unknown: the rule matches nothing
 
     def write(self) -> None:
         ch, part = self.ch, self.part
@@ -831,17 +861,16 @@ class ChannelRules:
         L.add(f"    on: [{{hotfolder: {self.folder.name}}}]",
               None if ch is self.folder.master else f"masterChannel={ch.master}" if ch.master else
               "shares the input folder")
-        enabled = ch.node.attrs.get("enabled")
-        group_enabled = ch.group.attrs.get("enabled") if ch.group is not None else None
         es = ch.attr("enabled")
-        on = _bool(es.value if es else "true") and _bool(group_enabled.value if group_enabled else "true")
-        if not on:
-            line = L.add("    enabled: false", es.label if es and not _bool(es.value) else "its channel group is disabled")
+        if not _on(ch) or self.nothing:
+            why = es.label if es and not _bool(es.value) else "its channel group is disabled" if not _on(ch) else \
+                "every input format is MoveToUnknown: the channel processes nothing"
+            line = L.add("    enabled: false", why)
             if main and es is not None:
-                part.add(es, "mapped", "enabled: false (the rule is kept, switched off)", Where(rel, line))
+                part.add(es, "mapped", "enabled: false (the rule is kept, switched off)" if not _bool(es.value)
+                         else "enabled, but the rule is off: " + why, Where(rel, line))
         elif main and es is not None:
             part.add(es, "mapped", "the rule is enabled")
-        del enabled
         pr = ch.attr("priority")
         if main and pr is not None:
             part.add(pr, "approximated", "flowd has no priority share: the channel's rule is ordered by priority "
@@ -914,11 +943,9 @@ class ChannelRules:
                      f"conflict: increment with digits: {int(digits)} (name_001.jpg)" if digits and not overwrite
                      else "counters apply when existing files are not overwritten", where)
         s = ch["inputfolder"].get("copyfiledate")
-        if s is not None and ch is self.folder.master:
+        if s is not None:
             part.add(s, "mapped", "keep_mtime: true (the output keeps the input's modification time)" if keep_mtime
                      else "outputs get the time they are written", where)
-        elif s is not None:
-            part.add(s, "not carried", "an input option: the master's applies")
 
     def _conditions(self) -> list[tuple[str, Setting | tuple[str, int] | None, str]]:
         """The files this channel processes: its input file formats as conditions."""
@@ -969,8 +996,9 @@ class ChannelRules:
                                      if c == "MoveToUnknown" else f"{fam} files do not match this rule (ignored)"))
         self.copy_families = families
         if not colors and not families:
-            out.append(("format: [unknown]", ("InputFileFormats (every mode MoveToUnknown)", ff.line or ch.line),
-                        "nothing is processed"))
+            self.nothing = True
+            out.append(("size: {lt: 0}", ("InputFileFormats (every mode MoveToUnknown)", ff.line or ch.line),
+                        "nothing is processed: the rule matches no file and is disabled"))
             return out
         exts = [e for fam in ("raw", "movies", "vector") for e in FAMILY_EXTENSIONS[fam]]
         if families:
@@ -1018,7 +1046,11 @@ class ChannelRules:
                 table = {m.attrs["value"].value: m.attrs["folder"].value for m in node.children
                          if m.tag == "map" and "value" in m.attrs and "folder" in m.attrs}
                 by = str(int(length)) if length else (sep or "_")
-                mapname = self._map(table, "{value}" if not table else "", f"prefix-{self._slugname()}")
+                if length and sep:
+                    s_ = sec.get("separator")
+                    if s_ is not None:
+                        part.add(s_, "not carried", "a fixed length is given: the separator is not used")
+                mapname = self._map(table, "", f"prefix-{self._slugname()}") if table else ""
                 segs.append((f"{{source_prefix:{by}|map:{mapname}}}" if table else f"{{source_prefix:{by}}}", here,
                              f"prefix {'of ' + by + ' characters' if length else 'up to ' + repr(by)} -> folder "
                              f"(map `{mapname}`; an unlisted prefix adds no folder)" if table else
@@ -1033,10 +1065,18 @@ class ChannelRules:
                 if not fld or not self._field_ok(fld, node.line, "routing field"):
                     part.add(here, "not carried", f"no usable field ({fld!r})")
                     continue
-                mapname = self._map(table, "{value}" if unlisted else "", f"meta-{self._slugname()}")
-                segs.append((f"{{meta.{fld}|map:{mapname}}}", here,
-                             f"field {fld} -> folder (map `{mapname}`"
-                             + ("; unlisted values as their own folder)" if unlisted else "; unlisted values add no folder)")))
+                if not table:
+                    if unlisted:
+                        segs.append((f"{{meta.{fld}}}", here, f"field {fld} -> a folder per value"))
+                    else:
+                        part.add(here, "not carried", "no value table and no unlisted values: adds no folder")
+                        continue
+                else:
+                    mapname = self._map(table, "{value}" if unlisted else "", f"meta-{self._slugname()}")
+                    segs.append((f"{{meta.{fld}|map:{mapname}}}", here,
+                                 f"field {fld} -> folder (map `{mapname}`"
+                                 + ("; unlisted values as their own folder)" if unlisted
+                                    else "; unlisted values add no folder)")))
             elif kind == "RequiredFields":
                 fields = [m.attrs["id"].value.strip() for m in node.children if m.tag == "field" and "id" in m.attrs]
                 fields = [f for f in fields if self._field_ok(f, node.line, "required field")]
@@ -1293,7 +1333,8 @@ class ChannelRules:
         if mode == "MaxPixels" or mode == "Fixed":
             w, h = size.number("width", None, 1, 100000), size.number("height", None, 1, 100000)
             if w and h:
-                resize = {"fit" if mode == "MaxPixels" else "exact": [int(w), int(h)]}
+                resize = {"fit": [int(w), int(h)]} if mode == "MaxPixels" else \
+                    {"exact": [int(w), int(h)], "upscale": True}  # a fixed size is that size, small inputs too
             elif w or h:
                 resize = {"fit": [int(w or 100000), int(h or 100000)]}
         elif mode == "Percent":
@@ -1311,7 +1352,7 @@ class ChannelRules:
         format_spec: dict[str, object] | None
         note = ""
         if same or fmt is None:
-            format_spec = {"type": "same"} if (same or fmt is None) else None
+            format_spec = {"type": "same", **({"quality": quality} if quality else {})}
             fmt_status, fmt_out = "mapped", "format: same (each file keeps its format)"
             if fmt is not None and same:
                 note = f"format={fmt} applies only to inputs flowd cannot write as they are"
@@ -1323,16 +1364,15 @@ class ChannelRules:
         if self.copy_families:
             modes["other"] = "copy"
         if copy_mode:
-            if pixel:
-                part.add(("ColorManagement / ImageSize / Sharpening", cm.line or size.line or sh.line), "not carried",
-                         "JPEG Copy does no pixel edits, in Color Factory as in flowd")
             rows.append((fs, "mapped", "JPEG Copy: no convert; the file is stored as it came (metadata edits "
                                        "still apply)", ""))
-            self._mark(cm, size, sh)
+            if qs is not None:
+                rows.append((qs, "not carried", "JPEG Copy does not re-encode", ""))
+            self._mark(cm, size, sh, why="JPEG Copy does no pixel edits, in Color Factory as in flowd")
             for r in rows:
                 part.add(r[0], r[1], r[2]) if r[0] is not None else None
             return None
-        if not pixel and (format_spec is None or format_spec == {"type": "same"}) and not modes:
+        if not pixel and (format_spec is None or format_spec.get("type") == "same") and not modes:
             # Nothing to do to the pixels: the file goes on as it is (no re-encoding).
             for s in (fs, of.get("usesameformatasinput")):
                 if s is not None:
@@ -1378,7 +1418,9 @@ class ChannelRules:
         if format_spec is not None:
             lines.append((f"  format: {flow(format_spec)}", f"OutputFileFormat {fmt or 'same'}"))
             for s in (fs, qs, of.get("usesameformatasinput")):
-                if s is not None:
+                if s is not None and s is qs and "quality" not in format_spec:
+                    rows.append((s, "not carried", f"no JPEG quality for format {fmt or 'same'}", ""))
+                elif s is not None:
                     status = fmt_status if s is fs else "mapped"
                     rows.append((s, status, fmt_out + (f" ({note})" if note and s is fs else ""),
                                  f"  format: {flow(format_spec)}"))
@@ -1389,11 +1431,16 @@ class ChannelRules:
         self.pending = []
         return (lines, rows)
 
-    def _mark(self, *secs: Section) -> None:
+    def _mark(self, *secs: Section, why: str = "no pixel processing in this channel") -> None:
+        """Every attribute of these sections, read or not, as not carried."""
         for sec in secs:
-            for s in sec.unread():
-                self.part.add(s, "not carried", "no pixel processing in this channel")
-                sec.used.add(s.attr.lower())
+            seen: set[str] = set()
+            for node, group in sec.nodes:
+                for key, a in node.attrs.items():
+                    if key not in seen and id(a) not in self.imp.x.warnings.unknown:
+                        seen.add(key)
+                        self.part.add(Setting(node.name, a.name, a.value, a.line, group), "not carried", why)
+                        sec.used.add(key)
 
     def _quality(self, of: Section) -> int | None:
         s = of.get("jpegquality")
@@ -1551,6 +1598,13 @@ def _extensions(text: str | None) -> list[str]:
     if not text:
         return []
     return list(dict.fromkeys(e.strip().lstrip("*.").lower() for e in re.split(r"[\s,;]+", text) if e.strip("*. ")))
+
+
+def _on(ch: Channel) -> bool:
+    """Enabled in Color Factory: the channel and its group."""
+    own = ch.node.attrs.get("enabled")
+    group = ch.group.attrs.get("enabled") if ch.group is not None else None
+    return _bool(own.value if own else "true") and _bool(group.value if group else "true")
 
 
 def _priority(ch: Channel) -> str | None:

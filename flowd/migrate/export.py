@@ -61,10 +61,15 @@ TOP: dict[str, frozenset[str]] = {
     "processchannels": frozenset(),
     "purgingchannels": frozenset(),
 }
+# Every attribute a tag may have, wherever it stands (for what a translator left unread).
+KNOWN: dict[str, frozenset[str]] = dict(SECTIONS)
+for (_parent, _tag), _attrs in NESTED.items():
+    KNOWN[_tag] = KNOWN.get(_tag, frozenset()) | _attrs
 CHANNEL_ATTRS = frozenset({"id", "name", "enabled", "priority", "masterchannel"})
 GROUP_ATTRS = frozenset({"name", "enabled"})
 PURGE_ATTRS = frozenset({"name", "enabled", "folder", "includesubfolders", "deleteemptysubfolders", "maxagedays",
                          "maxageminutes", "maxfiles", "action", "moveto"})
+KNOWN["purgingchannel"] = PURGE_ATTRS
 ROOT_ATTRS = frozenset({"version", "source"})
 ROOT = "colorfactoryconfiguration"
 
@@ -166,7 +171,7 @@ class Section:
         seen: set[str] = set()
         for node, group in self.nodes:
             for key, a in node.attrs.items():
-                if key not in self.used and key not in seen and key in SECTIONS.get(self.tag, frozenset()):
+                if key not in self.used and key not in seen and key in KNOWN.get(self.tag, frozenset()):
                     seen.add(key)
                     yield Setting(node.name, a.name, a.value, a.line, group)
 
