@@ -167,7 +167,7 @@ def test_input_folders_must_map_to_local_folders(tmp_path: Path) -> None:
     result = run_cli("migrate", "colorfactory", str(WIRE), "--out", "site", "--map", "D:\\CF=lake:cf",
                      "--storage", "lake=adls", cwd=tmp_path)
     assert result.returncode == 1
-    assert "D:\\CF\\AP\\In  (input folder" in result.stderr and "must be a local folder" in result.stderr
+    assert "D:\\CF\\AP\\In  (input folder" in result.stderr and "must be local folders" in result.stderr
 
 
 def test_outputs_mapped_to_adls_become_an_adls_storage_whose_secret_comes_from_the_environment(tmp_path: Path) -> None:

@@ -155,10 +155,6 @@ def fails(run: Run, *words: str, where: str | None = None) -> str:
     return err
 
 
-def bug(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=f"importer bug: {reason}")
-
-
 # -- unreadable exports: exit 1 with file and line[:col] ------------------------------------------------------
 _GOOD = export(channel())
 _CLOSE = line_of(_GOOD, "</ColorFactoryConfiguration>")
@@ -321,7 +317,6 @@ def test_wrong_types_are_warnings_and_defaults_used(tmp_path: Path) -> None:
     assert run.rules().count("  - name: ") == len(WRONG_TYPES)
 
 
-@bug("Channel enabled=\"maybe\" becomes enabled: false without a warning")
 def test_channel_enabled_maybe_is_a_warning(tmp_path: Path) -> None:
     data = export(channel().replace('enabled="true"', 'enabled="maybe"'))
     run = ok(migrate(tmp_path, data))
@@ -366,8 +361,6 @@ def test_channel_without_input_folder_others_still_imported(tmp_path: Path) -> N
     assert "no-input" not in run.rules()
 
 
-@bug("a channel without <OutputFolder> leaves rules/NAME.yaml with an empty `rules:` -> flowd check fails "
-     "('expected a list of rules (got None)'), exit 1")
 def test_channel_without_output_folder_others_still_imported(tmp_path: Path) -> None:
     data = export(channel("2", "No output", inp="D:\\CF\\In2", out=None),
                   channel("3", "Fine", inp="D:\\CF\\In3", out="D:\\CF\\Out3"))
@@ -443,8 +436,6 @@ def test_two_channels_same_input_folder_fan_out(tmp_path: Path) -> None:
     assert "shares hot folder" in run.report
 
 
-@bug("the same Windows input folder spelt in another case (D:\\CF\\In vs d:\\cf\\IN) becomes two hot folders "
-     "(var/cf/In and var/cf/IN): the fan-out is silently split, no warning")
 def test_same_input_folder_in_another_case_is_one_hot_folder(tmp_path: Path) -> None:
     data = export(channel("1", "Web", inp="D:\\CF\\In", out="D:\\CF\\Web"),
                   channel("2", "Print", inp="d:\\cf\\IN\\", out="D:\\CF\\Print"))
@@ -492,8 +483,6 @@ def test_dotdot_component_in_path_is_not_silently_mapped(tmp_path: Path) -> None
     assert str(line_of(data, "..\\..")) in err, err
 
 
-@bug("a path with '..' components is reported as having 'no --map' (mapped prefixes: D:\\CF) with advice to add "
-     "a --map, which cannot help (--map refuses '..' too): the message should say the '..' is the problem")
 def test_dotdot_component_error_says_why(tmp_path: Path) -> None:
     data = export(channel(inp="D:\\CF\\In\\..\\..\\Windows", out="D:\\CF\\Out"))
     err = fails(migrate(tmp_path, data))
@@ -534,8 +523,6 @@ ROUTING = """  <AutoRouting>
   </AutoRouting>"""
 
 
-@bug("AutoRouting Map folder with braces is escaped as '{{x}}' in maps:, which map entries refuse "
-     "('may only use the placeholder {value}') -> flowd check fails, exit 1")
 @pytest.mark.parametrize(("kind", "attr"), [("Metadata", 'field="15"'), ("FileNamePrefix", 'separator="_"')])
 def test_braces_in_routing_map_folders(tmp_path: Path, kind: str, attr: str) -> None:
     body = ROUTING.format(kind=kind, attr=attr, value="SPO", folder="Sport {x}")
@@ -592,8 +579,6 @@ def test_adls_storage_without_its_env_is_not_called_an_importer_bug(tmp_path: Pa
     assert run.rc == 0 or run.stderr.startswith("flowd: "), run.stderr
 
 
-@bug("an output folder inside the input folder: exit 1, check fails ('overlaps the root of storage') and the "
-     "importer calls it 'a bug of the importer'; no flowd: message naming the export line")
 def test_output_folder_inside_input_folder(tmp_path: Path) -> None:
     data = export(channel(inp="D:\\CF\\In", out="D:\\CF\\In\\Done"))
     run = migrate(tmp_path, data)
@@ -675,8 +660,6 @@ def test_schedules(tmp_path: Path, where: str) -> None:
             run.warned(line_of(data, sched), "")
 
 
-@bug("a purging channel without folder= gets a sweep over var/missing and only a report row: no warning in "
-     "the Warnings table")
 def test_purging_channel_without_folder(tmp_path: Path) -> None:
     purge = '<PurgingChannel name="Nowhere" enabled="true" maxAgeDays="5" action="Delete"/>'
     data = export(channel(), purges=purge)
@@ -684,8 +667,6 @@ def test_purging_channel_without_folder(tmp_path: Path) -> None:
     run.warned(line_of(data, "Nowhere"), "folder")
 
 
-@bug("action=\"Move\" without moveTo: a quarantine step and an 'approximated' row, but no warning in the "
-     "Warnings table")
 def test_purging_move_without_move_to(tmp_path: Path) -> None:
     purge = '<PurgingChannel name="Mover" enabled="true" folder="D:\\CF\\Old" maxAgeDays="5" action="Move"/>'
     data = export(channel(), purges=purge)

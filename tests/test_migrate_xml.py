@@ -17,7 +17,7 @@ from flowd.errors import FlowdError
 from flowd.migrate import xmlsafe
 from flowd.migrate.xmlsafe import Document, ExportError, Node, read_export, read_export_bytes
 
-FIXTURES = Path("/work/shared/fixtures/colorfactory")
+FIXTURES = Path(__file__).parent / "fixtures" / "colorfactory"  # copies of ../shared/fixtures/colorfactory
 
 SMALL = """<?xml version="1.0" encoding="{enc}"?>
 <ColorFactoryConfiguration version="7.1">

@@ -11,12 +11,13 @@ Every setting read is recorded in the report with what it became, or why not (re
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from flowd.glob import GlobError, compile_glob
@@ -138,7 +139,7 @@ class Importer:
                 elif n.tag == "channel" and key == "id":
                     part.add(s, "mapped", "in the rule's description; masterChannel references resolve through it")
                 elif n.tag == "channelgroup" and key == "enabled":
-                    site.add(s, "mapped", "its channels' rules are " + ("enabled" if _bool(a.value) else
+                    site.add(s, "mapped", "its channels' rules are " + ("enabled" if _on_value(a.value) else
                                                                         "disabled (enabled: false)"))
                 elif n.tag == "channelgroup" and key == "name":
                     site.add(s, "mapped", "the group's channels are in one rule file named after it")
@@ -159,10 +160,15 @@ class Importer:
                 return
             m = self.mapper.resolve(s.value)
             if m is None:
-                missing.append(f"  {s.value}  ({what}, line {s.line})")
+                why = self.mapper.why_unmapped(s.value)
+                if why == "has no --map":
+                    missing.append(f"  {s.value}  ({what}, line {s.line})")
+                else:
+                    wrong.append(f"  {s.value}  ({what}, line {s.line}) {why}")
             elif local and not isinstance(m.mapping.to, Local):
                 wrong.append(f"  {s.value}  ({what}, line {s.line}) maps to storage target "
-                             f"{m.mapping.to.storage}:{m.mapping.to.prefix}, but must be a local folder")
+                             f"{m.mapping.to.storage}:{m.mapping.to.prefix}, but input, Error and Unknown folders "
+                             "must be local folders")
             else:
                 self.resolved[(s.line, s.value)] = m
 
@@ -186,8 +192,7 @@ class Importer:
                             + "\n".join(missing)
                             + "\nmap each (or a common prefix), e.g. --map 'D:\\CF=/srv/cf' or --map 'D:\\CF\\Web=lake:web'")
         if wrong:
-            problems.append("input, Error and Unknown folders are watched or written as local folders:\n"
-                            + "\n".join(wrong))
+            problems.append("these paths of the export cannot be used:\n" + "\n".join(wrong))
         if problems:
             raise MapError("\n".join(problems))
 
@@ -245,6 +250,8 @@ class Importer:
                 done += len(f.channels)
                 if self.o.progress:
                     self.o.progress(done, total)
+            if lines.lines[-1] == "rules:":
+                lines.lines[-1] = "rules: []  # no channel of this file could be imported (see MIGRATION.md)"
             if self.maps:
                 lines.add("")
                 lines.note("AutoRouting tables: prefix or field value -> folder (\"*\": any other value)")
@@ -268,6 +275,7 @@ class Importer:
                 if self.o.progress:
                     self.o.progress(done, total)
             files[rel] = lines.text()
+        self._collisions(folders)
         # Storages appear in the rules only once they are rendered: the config is written last.
         files["config.toml"] = self._config_text(cfg)
         self._leftovers()
@@ -340,7 +348,7 @@ class Importer:
             self.x.warnings.add(ch.line, f"{ch.title} has no <InputFolder path=...>: not imported")
             return
         local = m.local or ""
-        key = tuple(PurePosixPath(local).parts)
+        key = m.mapping.key + tuple(c.lower() for c in m.rest)  # Windows paths: case does not matter
         if key in folders:
             host = folders[key]
             host.channels.append(ch)
@@ -494,6 +502,52 @@ class Importer:
                                                         f"follows its first channel, {f.master.title}")
                     c[sec].used.add(s.attr.lower())
         return rows
+
+    def _collisions(self, folders: list[Folder]) -> None:
+        """Folders Color Factory tolerated but flowd refuses: an output, Error or Unknown folder inside an input
+        folder (its files would be processed again) or input folders inside each other. One error lists all,
+        each with its export line, before anything is written."""
+        def where(p: str) -> Path:
+            return Path(os.path.abspath(os.path.join(self.o.out, p)))
+
+        def lines_of(windows: str) -> str:
+            found = sorted({line for (line, value) in self.resolved if value.strip().lower() == windows.strip().lower()})
+            return ", ".join(str(n) for n in found) or "?"
+
+        def inside(a: Path, b: Path) -> bool:
+            return a != b and a.is_relative_to(b)
+
+        problems = []
+        for i, f in enumerate(folders):
+            h = where(f.local)
+            recursive = f.master["inputfolder"].flag("includesubfolders", False)
+            for t in self.storages.values():
+                if t.get("kind") != "local":
+                    continue
+                r = where(str(t["root"]))
+                if r == h or inside(r, h) or inside(h, r):
+                    problems.append(f"  output folder {t['_comment']} (line {lines_of(t['_comment'])}) and input "
+                                    f"folder {f.mapped.path} (line {lines_of(f.mapped.path)}) overlap")
+            for g in folders[i + 1:]:
+                o = where(g.local)
+                if (recursive and inside(o, h)) or (g.master["inputfolder"].flag("includesubfolders", False)
+                                                     and inside(h, o)):
+                    problems.append(f"  input folders {f.mapped.path} and {g.mapped.path} (lines "
+                                    f"{lines_of(f.mapped.path)}, {lines_of(g.mapped.path)}) lie inside each other")
+            for attr in ("errorfolder", "unknownfolder"):
+                sx = f.master["errorhandling"].get(attr) or self.x.globals.get(attr)
+                mx = self.mapped(sx)
+                if sx is None or mx is None or mx.local is None:
+                    continue
+                e = where(mx.local)
+                if e == h or (recursive and inside(e, h)):
+                    problems.append(f"  {'Error' if attr == 'errorfolder' else 'Unknown'} folder {sx.value} "
+                                    f"(line {sx.line}) lies inside input folder {f.mapped.path}")
+        if problems:
+            raise MapError("these folders of the export overlap, which flowd refuses (files would be processed "
+                           "again):\n" + "\n".join(dict.fromkeys(problems)) + "\ngive one of each pair its own "
+                           "local folder with a --map for that path (the longest prefix wins), e.g. "
+                           "--map 'D:\\CF\\In\\Out=/srv/cf/out'")
 
     def _jrf_paths(self) -> None:
         """Job requests name Windows paths: [path_map] maps them as --map does (local mappings only)."""
@@ -661,14 +715,16 @@ class Importer:
         enabled = main.flag("enabled", True)
         es = main.get("enabled")
         no_target = main.choice("action", ("Delete", "Move"), "Delete") == "Move" and self.mapped(main.get("moveto")) is None
+        off = "it names no folder" if m is None else "action Move names no moveTo folder" if no_target else ""
         if es is not None:
             if not enabled:
                 part.add(es, "mapped", "enabled: false", Where(rel, L.add("    enabled: false", es.label)))
             else:
-                part.add(es, "mapped", "the rule is enabled" if not no_target else "enabled, but the rule is off: "
-                                                                                  "action Move names no moveTo folder")
-        if no_target and enabled:
-            L.add("    enabled: false", "action=Move without a moveTo folder: nothing to move to")
+                part.add(es, "mapped", f"enabled, but the rule is off: {off}" if off else "the rule is enabled")
+        if off:
+            self.x.warnings.add(p.node.line, f"{p.title}: {off}: its rule is written switched off (enabled: false)")
+            if enabled:
+                L.add("    enabled: false", f"{off}: nothing to purge safely")
         run, comment, rows = self._schedule(p.schedule, part, "the sweep's schedule")
         if isinstance(run, dict):
             line = L.add(f"    on: [{{schedule: {flow(run)}}}]", comment)
@@ -691,8 +747,9 @@ class Importer:
                      "RunAlways assumed: a sweep every minute", Where(rel, line))
         over: dict[str, object] = {}
         if m is None:
-            L.add(f"    over: {{folder: {scalar('var/missing')}}}", "the purging channel names no folder")
-            part.add((f"{p.node.name} (no folder)", p.node.line), "not carried", "no folder: the rule sweeps nothing")
+            L.add(f"    over: {{folder: {scalar('var/purge-without-folder')}}}", "the purging channel names no folder")
+            part.add((f"{p.node.name} (no folder)", p.node.line), "not carried",
+                     "no folder: the rule is written switched off, over a placeholder folder")
         elif m.local is not None:
             over["folder"] = m.local
         else:
@@ -819,6 +876,7 @@ class ChannelRules:
             part.add((f"{ch.node.name} (no OutputFolder path)", ch.line), "not carried",
                      "no output folder: the channel is not imported")
             self.imp.x.warnings.add(ch.line, f"{ch.title} has no <OutputFolder path=...>: not imported")
+            self._mark(*ch.sections.values(), why="the channel is not imported (no output folder)")
             return
         out = self.imp.target(om)
         name = self.imp._rule_name(ch.name)
@@ -863,11 +921,11 @@ class ChannelRules:
               "shares the input folder")
         es = ch.attr("enabled")
         if not _on(ch) or self.nothing:
-            why = es.label if es and not _bool(es.value) else "its channel group is disabled" if not _on(ch) else \
+            why = es.label if es and not _on_value(es.value) else "its channel group is disabled" if not _on(ch) else \
                 "every input format is MoveToUnknown: the channel processes nothing"
             line = L.add("    enabled: false", why)
             if main and es is not None:
-                part.add(es, "mapped", "enabled: false (the rule is kept, switched off)" if not _bool(es.value)
+                part.add(es, "mapped", "enabled: false (the rule is kept, switched off)" if not _on_value(es.value)
                          else "enabled, but the rule is off: " + why, Where(rel, line))
         elif main and es is not None:
             part.add(es, "mapped", "the rule is enabled")
@@ -1119,10 +1177,18 @@ class ChannelRules:
         return _slug(self.ch.name)[:40] or _slug(self.ch.id)
 
     def _map(self, table: dict[str, str], default: str, base: str) -> str:
-        """A `maps:` table of the rule file: prefix or field value -> folder."""
+        """A `maps:` table of the rule file: prefix or field value -> folder. A map entry may only hold the
+        placeholder {value}: braces in a folder name become '_'."""
         maps = self.imp.maps
         name = _unique(base, set(maps))
-        maps[name] = {**{k: _seg(v) for k, v in table.items()}, "*": default}
+        clean = {}
+        for k, v in table.items():
+            folder = _seg(v).replace("{{", "_").replace("}}", "_")
+            if folder != _seg(v):
+                self.imp.x.warnings.add(self.ch.line, f"{self.ch.title}: routing folder {v!r} holds braces: "
+                                                      f"written as {folder!r}")
+            clean[k] = folder
+        maps[name] = {**clean, "*": default}
         self.maps_used = [*getattr(self, "maps_used", []), name]
         return name
 
@@ -1601,10 +1667,15 @@ def _extensions(text: str | None) -> list[str]:
 
 
 def _on(ch: Channel) -> bool:
-    """Enabled in Color Factory: the channel and its group."""
+    """Enabled in Color Factory: the channel and its group. A value that is no boolean counts as the
+    console's default, enabled (the reader warned about it)."""
     own = ch.node.attrs.get("enabled")
     group = ch.group.attrs.get("enabled") if ch.group is not None else None
-    return _bool(own.value if own else "true") and _bool(group.value if group else "true")
+    return all(a is None or a.value.strip().lower() not in ("false", "no", "0", "off", "n") for a in (own, group))
+
+
+def _on_value(text: str) -> bool:
+    return text.strip().lower() not in ("false", "no", "0", "off", "n")
 
 
 def _priority(ch: Channel) -> str | None:

@@ -324,6 +324,7 @@ def read(document: Document) -> Export:
             channels.append(_channel(child, None, warnings))
         elif child.tag == "channelgroup":
             _check_attrs(child, GROUP_ATTRS, warnings)
+            _check_enabled(child, warnings)
             for c in child.children:
                 if c.tag == "channel":
                     channels.append(_channel(c, child, warnings))
@@ -360,6 +361,7 @@ def read(document: Document) -> Export:
 
 def _channel(node: Node, group: Node | None, warnings: Warnings) -> Channel:
     _check_attrs(node, CHANNEL_ATTRS, warnings)
+    _check_enabled(node, warnings)
     seen: dict[str, int] = {}
     for c in node.children:
         if c.tag not in SECTIONS:
@@ -384,6 +386,12 @@ def unknown_element(node: Node, where: str, warnings: Warnings) -> None:
         warnings.unknown.add(id(n))
         warnings.unknown.update(id(a) for a in n.attrs.values())
         stack.extend(n.children)
+
+
+def _check_enabled(node: Node, warnings: Warnings) -> None:
+    a = node.attrs.get("enabled")
+    if a is not None:
+        boolean(Setting(node.name, a.name, a.value, a.line), warnings, True)
 
 
 def _check_section(node: Node, warnings: Warnings) -> None:

@@ -138,6 +138,15 @@ class PathMapper:
                 return Mapped(path, m, components[m.depth - len(anchor):])
         return None
 
+    def why_unmapped(self, path: str) -> str:
+        """Why resolve() found nothing, as the end of a sentence."""
+        split = _split_windows(path.strip()) if "\x00" not in path else None
+        if split is None:
+            return "is not an absolute Windows path (D:\\... or \\\\server\\share\\...): fix it in the export"
+        if any(_is_dots(c) for c in split[1]):
+            return "has a '.' or '..' component, which could point anywhere: fix it in the export"
+        return "has no --map"
+
     def storage_kind(self, name: str) -> str:
         return self.storage_kinds.get(name, "local")
 
