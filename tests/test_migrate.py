@@ -164,7 +164,7 @@ def test_unmapped_paths_are_one_error_listing_each_with_its_line(tmp_path: Path)
 
 
 def test_input_folders_must_map_to_local_folders(tmp_path: Path) -> None:
-    result = run_cli("migrate", "colorfactory", str(WIRE), "--out", "site", "--map", "D:\\CF=lake:cf",
+    result = run_cli("migrate", "colorfactory", str(WIRE), "--out", "site", "--map", "D:\\CF=lake:cfsite",
                      "--storage", "lake=adls", cwd=tmp_path)
     assert result.returncode == 1
     assert "D:\\CF\\AP\\In  (input folder" in result.stderr and "must be local folders" in result.stderr
@@ -195,6 +195,10 @@ def test_path_mapper_longest_prefix_case_insensitive_and_bad_options() -> None:
             PathMapper.parse(bad, [])
     with pytest.raises(MapError, match="NAME=adls or NAME=local"):
         PathMapper.parse([], ["lake=s3"])
+    for target in ("lake:", "lake:Web", "lake:a", "lake:we--b/x"):  # ADLS: the first segment is the container
+        with pytest.raises(MapError, match="is the container"):
+            PathMapper.parse([f"D:\\CF={target}"], ["lake=adls"])
+    assert PathMapper.parse(["D:\\CF=lake:web-1/Sport"], ["lake=adls"]).mappings[0].to == Stored("lake", "web-1/Sport")
 
 
 def test_a_256_channel_export_imports_checks_and_shows_progress_on_a_terminal(tmp_path: Path) -> None:

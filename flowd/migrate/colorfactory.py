@@ -1453,7 +1453,11 @@ class ChannelRules:
             for k in ("rgb", "cmyk", "grayscale", "outputprofile", "inputprofile", "ignoreembeddedprofile",
                       "embedoutputprofile"):
                 s = cm.get(k)
-                if s is not None:
+                if s is not None and k in ("outputprofile", "inputprofile") and not _builtin(s.value):
+                    rows.append((s, "approximated", f"{s.value!r} is read as flowd's built-in "
+                                 f"{_profile(s.value, wanted)} profile; for the site's own, copy its .icc file to "
+                                 "this machine and name its absolute path in color", f"  color: {flow(color)}"))
+                elif s is not None:
                     rows.append((s, "mapped", f"color: {flow(color)}", f"  color: {flow(color)}"))
         else:
             for k in ("rgb", "cmyk", "grayscale", "outputprofile", "inputprofile", "ignoreembeddedprofile",
@@ -1523,8 +1527,6 @@ class ChannelRules:
         Windows-safe characters, maximum length)."""
         ch, fn, part = self.ch, self.ch["filenameoptions"], self.part
         strip = getattr(self, "strip_prefix", None)
-        if not fn and not strip:
-            return None
         spec: dict[str, object] = {}
         rows: list[tuple[Any, str, str, str]] = []
         prefix, suffix, ext = fn.text("prefix", "") or "", fn.text("suffix", "") or "", fn.text("extension")
@@ -1583,11 +1585,18 @@ class ChannelRules:
         s = fn.get("mapmaccharstounderscore")
         if s is not None:
             rows.append((s, "mapped", f"windows_safe: {str(fn.flag('mapmaccharstounderscore')).lower()}", ""))
-        ml = fn.number("maxlength", None, 1, 255)
+        given = fn.get("maxlength")
+        # Color Factory's default is 31 characters, extension included; 0 reads as no limit.
+        ml = None if given is not None and given.value.strip() == "0" else fn.number("maxlength", 31, 1, 255)
+        if given is not None and ml is None:
+            self.imp.x.warnings.add(given.line, f"{given.label}: read as no length limit")
         if ml:
             spec["max_length"] = int(ml)
             if fn.flag("cutfromleft", False):
                 spec["cut"] = "left"
+        if given is None:
+            rows.append(((f"{fn.name} (no maxLength)" if fn else f"{ch.node.name} (no FileNameOptions)", fn.line or ch.line),
+                         "mapped", "max_length: 31, Color Factory's default (the name with its extension)", ""))
         for k in ("maxlength", "cutfromleft"):
             s = fn.get(k)
             if s is not None:
@@ -1658,6 +1667,13 @@ def _profile(value: str | None, wanted: set[str]) -> str:
     if "ConvertToGray" in wanted:
         return "gray"
     return "srgb"
+
+
+def _builtin(name: str) -> bool:
+    """A profile name that is one of flowd's built-in spaces as it stands (or an .icc path)."""
+    low = name.strip().lower()
+    return low in ("srgb", "srgb iec61966-2.1", "srgb iec61966-2-1", "cmyk", "gray", "grey", "p3", "display p3") \
+        or (low.startswith("/") and low.endswith((".icc", ".icm")))
 
 
 def _extensions(text: str | None) -> list[str]:

@@ -98,9 +98,12 @@ class Warnings:
 
     items: list[tuple[int, str]] = field(default_factory=list)
     unknown: set[int] = field(default_factory=set)  # id() of Attr and Node objects already warned about
+    _seen: set[tuple[int, str]] = field(default_factory=set)
 
     def add(self, line: int, message: str) -> None:
-        self.items.append((line, message))
+        if (line, message) not in self._seen:  # a value read twice is one warning
+            self._seen.add((line, message))
+            self.items.append((line, message))
 
 
 class Section:

@@ -13,6 +13,7 @@ from flowd.jrf import _is_dots, _split_windows
 
 _STORAGE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,63}):(.*)$")
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(?:-[a-z0-9]+)*$")  # Azure's rule for container names
 
 
 class MapError(FlowdError):
@@ -107,6 +108,12 @@ class PathMapper:
                 if any(_is_dots(c) for c in prefix.split("/") if c) or "\\" in prefix:
                     problems.append(f"--map {option!r}: the key prefix {prefix!r} must be '/'-separated without "
                                     "'.' or '..'")
+                    continue
+                container = prefix.split("/")[0]
+                if kinds.get(name) == "adls" and not _CONTAINER.match(container):
+                    problems.append(f"--map {option!r}: in an ADLS storage the first segment after '{name}:' is the "
+                                    f"container, 3-63 lower-case letters, digits and single hyphens (got "
+                                    f"{container!r}), e.g. {name}:web or {name}:web/Sport")
                     continue
                 to = Stored(name, prefix)
             else:
