@@ -731,7 +731,10 @@ def _env_name(field: str) -> str | None:
 
 
 def _inside(child: Path, parent: Path) -> bool:
-    return child != parent and child.is_relative_to(parent)
+    # Compared by parts (cached on each Path): is_relative_to builds a new path per call, and an imported
+    # 64-folder, 320-storage site made 53,000 of these calls, most of its `flowd check` time.
+    c, p = child.parts, parent.parts
+    return len(c) > len(p) and c[:len(p)] == p
 
 
 def _toml_error_line(message: str) -> int | None:

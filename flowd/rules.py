@@ -203,8 +203,12 @@ def parse_rule_file(raw: bytes, shown: str, hotfolders: Mapping[str, object], st
         errors.append(ConfigError(shown, None, "", "rule file is not UTF-8 text"))
         return []
     try:
-        root = yaml.compose(text, Loader=RuleLoader)
-        data = yaml.load(text, Loader=RuleLoader)
+        loader = RuleLoader(text)  # parsed once: the node tree (for lines) and the data built from it
+        try:
+            root = loader.get_single_node()
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
