@@ -17,7 +17,6 @@ import time
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from flowd.glob import GlobError, compile_glob
@@ -507,24 +506,22 @@ class Importer:
         """Folders Color Factory tolerated but flowd refuses: an output, Error or Unknown folder inside an input
         folder (its files would be processed again) or input folders inside each other. One error lists all,
         each with its export line, before anything is written."""
-        def where(p: str) -> Path:
-            return Path(os.path.abspath(os.path.join(self.o.out, p)))
+        def where(p: str) -> tuple[str, ...]:
+            return tuple(os.path.abspath(os.path.join(self.o.out, p)).split("/"))
 
         def lines_of(windows: str) -> str:
             found = sorted({line for (line, value) in self.resolved if value.strip().lower() == windows.strip().lower()})
             return ", ".join(str(n) for n in found) or "?"
 
-        def inside(a: Path, b: Path) -> bool:
-            return a != b and a.is_relative_to(b)
+        def inside(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+            return len(a) > len(b) and a[:len(b)] == b
 
+        roots = [(t, where(str(t["root"]))) for t in self.storages.values() if t.get("kind") == "local"]
         problems = []
         for i, f in enumerate(folders):
             h = where(f.local)
             recursive = f.master["inputfolder"].flag("includesubfolders", False)
-            for t in self.storages.values():
-                if t.get("kind") != "local":
-                    continue
-                r = where(str(t["root"]))
+            for t, r in roots:
                 if r == h or inside(r, h) or inside(h, r):
                     problems.append(f"  output folder {t['_comment']} (line {lines_of(t['_comment'])}) and input "
                                     f"folder {f.mapped.path} (line {lines_of(f.mapped.path)}) overlap")
