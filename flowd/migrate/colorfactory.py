@@ -946,12 +946,17 @@ class ChannelRules:
             text, rows = step
             if isinstance(text, list):
                 first = True
+                keys = {t for t, _c in text}
                 for t, comment in text:
                     line = L.add(f"      {'- ' if first else '  '}{t}", comment)
                     first = False
                     for s, status, outcome, key in rows:
                         if key == t and main:
                             part.add(s, status, outcome, Where(rel, line))
+                if main:  # settings that became no line of their own (a JPEG quality a TIFF has no use for)
+                    for s, status, outcome, key in rows:
+                        if key not in keys:
+                            part.add(s, status, outcome)
             else:
                 line = L.add(f"      - {text}", rows[0][0].label if rows and isinstance(rows[0][0], Setting) else None)
                 if main:
