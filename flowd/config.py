@@ -251,6 +251,9 @@ class HotFolder(BaseModel):
     zip_max_ratio: float = Field(200, ge=2, le=100_000)  # uncompressed / compressed, per entry
     jrf: bool = False  # files starting with [JRF] are job requests naming the file to process
     prf: bool = False  # write a .prf result beside each job request
+    # A request naming M_OUTPUT_FILE: "both" keeps the output where the rule stored it too; "requested" leaves
+    # it at the requested path only, as Color Factory does.
+    jrf_output: Literal["both", "requested"] = "both"
     remove_empty_folders: bool = False  # subfolders left empty once their files are processed are removed
 
     @field_validator("run")
@@ -278,6 +281,8 @@ class HotFolder(BaseModel):
     def _prf(self) -> HotFolder:
         if self.prf and not self.jrf:
             raise ValueError("prf = true writes results of job requests: it needs jrf = true")
+        if "jrf_output" in self.model_fields_set and not self.jrf:
+            raise ValueError("jrf_output says where job requests' outputs stay: it needs jrf = true")
         return self
 
     @field_validator("after")

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
+from loguru import logger
+
 from flowd import jrf as jrfmod
 from flowd import unzip
 from flowd.asset import Asset, read_head
@@ -164,6 +166,8 @@ def run_request(proc: Processor, rt: Runtime, folder: Folder, job: Claimed, asse
     try:
         with proc.lane.released():
             shown = _deliver(rt, stored, out_local) if out_local is not None else _where(rt, stored)
+            if out_local is not None and folder.spec.jrf_output == "requested":
+                _drop(rt, stored)
     except (OSError, StepError) as exc:
         if isinstance(exc, StepError) and exc.transient or isinstance(exc, OSError) and _transient(exc):
             return proc.wait(rt, job, trace, f"cannot write the requested output: {exc}", outcome.steps)
@@ -236,6 +240,8 @@ def _deliver(rt: Runtime, stored: str, dest: Path) -> str:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.flowd-jrf.tmp"
     root = getattr(storage, "root", None)
+    if not storage.exists(target.key) and dest.is_file():
+        return str(dest)  # a retry after the delivery and _drop() (jrf_output = "requested"): it is there
     try:
         if root is not None:
             shutil.copyfile(Path(root) / target.key, tmp)
@@ -255,6 +261,16 @@ def _deliver(rt: Runtime, stored: str, dest: Path) -> str:
     finally:
         os.close(fd)
     return str(dest)
+
+
+def _drop(rt: Runtime, stored: str) -> None:
+    """jrf_output = "requested": a request that names its output gets it there only, as in Color Factory; the
+    rule's copy goes once the delivered file is durable. A copy that cannot be removed stays (logged)."""
+    target = parse_target(stored)
+    try:
+        rt.storages[target.storage].delete(target.key)
+    except (OSError, StepError) as exc:
+        logger.warning("job request delivered; its copy {} stays: {}", stored, exc)
 
 
 def _folder_name(stem: str) -> str:

@@ -341,6 +341,25 @@ def test_requested_output_is_copied_to_the_mapped_path(site: Site) -> None:
     assert not (site.hot() / "req.jrf").exists()
 
 
+def test_jrf_output_requested_leaves_the_output_at_the_requested_path_only(site: Site) -> None:
+    """Color Factory's semantics (jrf_output = "requested"): a request naming M_OUTPUT_FILE gets its output
+    there and nowhere else; one without still gets the channel's output."""
+    site.configure(extra=JRF_FOLDER.replace("prf = true", 'prf = true\njrf_output = "requested"'))
+    site.rules(STORE_NAME)
+    picture = os.urandom(64)
+    images(site, "Hires/in.jpg", JPEG + picture)
+    images(site, "Hires/other.jpg", JPEG)
+    site.start()
+    site.drop("req.jrf", request("\\\\cfserver\\images\\Hires\\in.jpg", "D:\\CF\\Out\\result.jpg"))
+    site.drop("plain.jrf", request("\\\\cfserver\\images\\Hires\\other.jpg"))
+    for name in ("req.prf", "plain.prf"):
+        wait_for((site.hot() / name).exists, message=name)
+    site.settled(2)
+    assert read_prf(site.hot() / "req.prf")["M_ERROR_CODE"] == "0"
+    assert tree(site.root / "srv/cf") == {"Out/result.jpg": JPEG + picture}
+    assert tree(site.lake) == {"assets/other.jpg": JPEG}, "only the request without M_OUTPUT_FILE keeps a copy"
+
+
 def test_jrf_output_placeholder_is_the_requested_file_name(site: Site) -> None:
     jrf_site(site, """
         rules:
@@ -473,3 +492,13 @@ def test_requests_that_cannot_be_honoured_get_a_prf_and_go_to_errors(site: Site)
     assert tree(site.lake) == {}
 
 
+
+
+def test_jrf_output_needs_jrf_and_names_its_values(site: Site) -> None:
+    site.configure(extra='jrf_output = "requested"\n')
+    site.rules(STORE_NAME)
+    result = site.cli("check")
+    assert result.returncode == 1 and "jrf_output" in result.stderr and "needs jrf = true" in result.stderr
+    site.configure(extra=JRF_FOLDER.replace("prf = true", 'prf = true\njrf_output = "only"'))
+    result = site.cli("check")
+    assert result.returncode == 1 and "jrf_output" in result.stderr and "both" in result.stderr, result.stderr
