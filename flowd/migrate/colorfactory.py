@@ -476,9 +476,8 @@ class Importer:
         if jrf.flag("enabled", False):
             js, ws, cs = jrf.get("enabled"), jrf.get("writeresultfile"), jrf.get("ignorecropandsize")
             prf = jrf.flag("writeresultfile", False)
-            rows.append(("jrf", True, js.label if js else "", [(part, js, "approximated", (
-                "jrf = true; a request naming M_OUTPUT_FILE gets its output there, and the channel's rule stores "
-                "it to the output folder too"))] if js else []))
+            rows.append(("jrf", True, js.label if js else "", [(part, js, "mapped", "jrf = true")] if js else []))
+            rows.append(("jrf_output", "requested", "a request naming M_OUTPUT_FILE gets its output there only", []))
             if prf:
                 rows.append(("prf", True, ws.label if ws else "", [(part, ws, "mapped", "prf = true")] if ws else []))
             elif ws:
