@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -224,8 +223,7 @@ class Importer:
     def run(self) -> Result:
         self._paths()
         folders, parts = self._folders()
-        cfg = Lines()
-        self._config(cfg, folders)
+        self._config(folders)
         files: dict[str, str] = {}
         by_file: dict[str, list[Folder]] = {}
         for f in folders:
@@ -276,7 +274,7 @@ class Importer:
             files[rel] = lines.text()
         self._collisions(folders)
         # Storages appear in the rules only once they are rendered: the config is written last.
-        files["config.toml"] = self._config_text(cfg)
+        files["config.toml"] = self._config_text()
         self._leftovers()
         self.report.files = sorted(files)
         return Result(files, self.report)
@@ -361,7 +359,7 @@ class Importer:
         folders[key] = folder
         order.append(folder)
 
-    def _config(self, cfg: Lines, folders: list[Folder]) -> None:
+    def _config(self, folders: list[Folder]) -> None:
         """Hot folder tables (written to config.toml by _config_text once storages are known)."""
         self.hot_tables: list[tuple[Folder, list[tuple[str, object, str, list[tuple[Part, Setting | tuple[str, int], str, str]]]]]] = []
         g = self.x.globals
@@ -455,11 +453,9 @@ class Importer:
             s = own or glob
             m = self.mapped(s)
             if s is not None and m is not None and m.local is not None:
-                note = "the channel's own" if own else "the global"
                 rows.append((key, m.local, s.value, [(part, own, "mapped", f"{key} = the {label} folder")] if own else []))
                 if not own and glob is not None:
                     self._global_used(glob, f"{key} of hot folder '{f.name}'")
-                del note
             elif key == "errors":
                 rows.append(("errors", f"var/error/{f.name}", "no Error folder in the export: one per hot folder",
                              [(part, (f"{ch.node.name} (no Error folder)", ch.line), "approximated",
@@ -558,7 +554,7 @@ class Importer:
             seen.add((s.line, s.attr))
         self._globals_seen = seen
 
-    def _config_text(self, cfg: Lines) -> str:
+    def _config_text(self) -> str:
         L = Lines()
         rows_out: list[tuple[Part, Setting | tuple[str, int], str, str, int]] = []
         L.note(f"Imported from {self.x.path} by `flowd migrate colorfactory` (see MIGRATION.md).")
@@ -670,7 +666,7 @@ class Importer:
             name = self._rule_name(f"{f.name}-too-small")
             L.add("")
             L.note(f"{f.master.title}: files smaller than {_int(minimum)} bytes go straight to the Error folder.", "  ")
-            first = L.add(f"  - name: {name}")
+            L.add(f"  - name: {name}")
             L.add(f"    description: {scalar('Color Factory minimum file size of ' + f.master.title)}")
             L.add(f"    on: [{{hotfolder: {f.name}}}]")
             line = L.add(f"    if: {{size: {{lt: {_int(minimum)}}}}}", ms.label)
@@ -680,7 +676,6 @@ class Importer:
             parts[id(f.master)].add(ms, "mapped", f"a first rule `{name}` quarantining smaller files into the "
                                                   "hot folder's errors folder", Where(rel, line))
             parts[id(f.master)].rule_names.append(name)
-            del first
         elif ms is not None:
             parts[id(f.master)].add(ms, "mapped", "no minimum (0)")
         for c in f.channels[1:]:
@@ -864,8 +859,6 @@ class ChannelRules:
 
     def write(self) -> None:
         ch, part = self.ch, self.part
-        t0 = time.perf_counter()
-        del t0
         output = ch["outputfolder"].get("path")
         om = self.imp.mapped(output)
         if om is None:
@@ -880,21 +873,11 @@ class ChannelRules:
         route, required = self._routing()
         conds = self._conditions()
         steps = self._steps(out)
-        missing = None
-        if required is not None:
+        if required is not None:  # files missing a required field: a rule of their own, first
             missing = self.imp._rule_name(f"{name}-missing-text")
             part.rule_names.append(missing)
-        emitted: list[tuple[str, str]] = []
-        if missing is not None and required is not None:
-            fields, prefix_path, miss_folder, rs = required
-            emitted.append((missing, "missing"))
-        emitted.append((name, "main"))
-        for rule, kind in emitted:
-            self._rule(rule, kind, out, steps, route, required, conds)
-        # Settings of the channel itself.
-        es = ch.attr("enabled")
-        if es is not None:
-            pass  # reported in _rule
+            self._rule(missing, "missing", out, steps, route, required, conds)
+        self._rule(name, "main", out, steps, route, required, conds)
         ns = ch.attr("name")
         if ns is not None:
             part.add(ns, "mapped", f"rule name `{name}` and its description")
